@@ -1,0 +1,138 @@
+"""`@ppl.model`: a model function that binds its arguments before anything runs."""
+
+import functools
+
+import jax
+import numpyro
+from numpyro.infer import Predictive
+from numpyro.primitives import _PYRO_STACK
+
+from ppl.core import handlers
+from ppl.errors import ModelError
+
+__all__ = ["model", "Model", "BoundModel"]
+
+
+def _running_under_handlers():
+    return len(_PYRO_STACK) > 0
+
+
+def _key(seed):
+    if isinstance(seed, int):
+        return jax.random.key(seed)
+    return seed
+
+
+class Model:
+    """A model function wrapped by `@ppl.model`.
+
+    Calling it binds arguments and returns a `BoundModel`; nothing runs until
+    inference. Called inside another running model, it runs as a submodel.
+    """
+
+    def __init__(self, fn):
+        if isinstance(fn, (Model, BoundModel)):
+            fn = fn.fn
+        if not callable(fn):
+            raise ModelError(f"ppl.model expects a function, got {type(fn).__name__}")
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        if _running_under_handlers():
+            return self.fn(*args, **kwargs)
+        return BoundModel(self.fn, args, kwargs)
+
+    def __repr__(self):
+        return f"ppl.model({getattr(self.fn, '__name__', self.fn)!r})"
+
+
+def model(fn):
+    """Decorate a model function (ppl or plain NumPyro primitives alike).
+
+    >>> import ppl
+    >>> from ppl import dist
+    >>> @ppl.model
+    ... def normal_mean(y=None):
+    ...     mu = ppl.sample("mu", dist.Normal(0, 10))
+    ...     with ppl.plate("data", 3):
+    ...         ppl.sample("y", dist.Normal(mu, 1), obs=y)
+    >>> m = normal_mean(y=jnp.array([0.1, 0.4, -0.2]))   # a BoundModel
+    """
+    return Model(fn)
+
+
+class BoundModel:
+    """A model with its arguments bound: what `ppl.infer()` and handlers consume.
+
+    A BoundModel is also a zero-argument callable that runs the model, so every
+    NumPyro handler applies to it: `handlers.trace(handlers.seed(m, 0)).get_trace()`.
+    """
+
+    def __init__(self, fn, args=(), kwargs=None):
+        self.fn = fn
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs or {})
+
+    @property
+    def name(self):
+        return getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def __call__(self):
+        return self.fn(*self.args, **self.kwargs)
+
+    def __repr__(self):
+        return f"BoundModel({self.name})"
+
+    def trace(self, seed=0):
+        """Run the model once with random draws; return NumPyro's trace (name -> site)."""
+        try:
+            return handlers.trace(handlers.seed(self, rng_seed=_key(seed))).get_trace()
+        except AssertionError as e:
+            if "unique names" in str(e):
+                raise ModelError(
+                    f"{self.name}: {e}; give every ppl.sample/deterministic a distinct name"
+                ) from None
+            raise
+
+    def prior(self, num_samples=1, seed=0):
+        """Draws of every site from the prior, each with a leading axis of `num_samples`.
+
+        Observed sites return their data; bind them to None for prior-predictive draws.
+        """
+        draws = Predictive(self, num_samples=num_samples)(_key(seed))
+        return dict(draws)
+
+    def condition(self, data):
+        """A new BoundModel with the sites in `data` (name -> value) observed."""
+        trace = self.trace()
+        unknown = sorted(set(data) - set(trace))
+        if unknown:
+            raise ModelError(
+                f"{self.name}: cannot condition on {unknown}: no such sites; "
+                f"sites are {sorted(n for n, s in trace.items() if s['type'] == 'sample')}"
+            )
+        return BoundModel(numpyro.handlers.condition(self.fn, data=data), self.args, self.kwargs)
+
+    def log_density(self):
+        """The model's `LogDensity` over its latent sites (flat, unconstrained)."""
+        from ppl.core.logdensity import LogDensity
+
+        return LogDensity(self)
+
+
+def as_bound_model(obj):
+    """Accept a BoundModel; explain the fix for anything else."""
+    if isinstance(obj, BoundModel):
+        return obj
+    if isinstance(obj, Model):
+        raise ModelError(
+            f"{obj!r} is not bound to data yet: call it with its arguments first, "
+            f"e.g. ppl.infer({obj.__name__}(x, y=y), ...)"
+        )
+    if callable(obj):
+        raise ModelError(
+            f"{getattr(obj, '__name__', obj)!r} is a plain function: wrap and bind it, "
+            "e.g. ppl.infer(ppl.model(fn)(x, y=y), ...)"
+        )
+    raise ModelError(f"expected a bound model, got {type(obj).__name__}")

@@ -1,0 +1,139 @@
+"""`Posterior`: what every method returns."""
+
+import json
+
+import jax
+import numpy as np
+from numpyro.infer import Predictive
+
+from ppl.core.model import as_bound_model
+from ppl.errors import PPLError
+from ppl.infer.summary import summarize
+
+__all__ = ["Posterior", "load"]
+
+_FORMAT = "ppl.Posterior/1"
+_ARVIZ_STATS = {"accept_prob": "acceptance_rate", "num_grad_evals": "n_steps"}
+
+
+class Posterior:
+    """Draws and diagnostics of one inference run.
+
+    samples: name -> array (chains, draws, *site_shape), constrained values of
+        latent sites and deterministic sites.
+    diagnostics: method-specific numbers (divergences, accept rate, step size,
+        gradient evaluations, wall time...).
+    sample_stats: per-draw statistics, name -> array (chains, draws).
+    log_evidence: estimate of log p(data) where the method gives one, else None.
+    """
+
+    def __init__(
+        self, samples, diagnostics=None, *, sample_stats=None, log_evidence=None,
+        method=None, model=None, latent_sites=None,
+    ):  # fmt: skip
+        self.samples = dict(samples)
+        self.diagnostics = dict(diagnostics or {})
+        self.sample_stats = dict(sample_stats or {})
+        self.log_evidence = log_evidence
+        self.method = method
+        self.model = model
+        self.latent_sites = tuple(latent_sites if latent_sites is not None else self.samples)
+
+    @property
+    def num_chains(self):
+        return next(iter(self.samples.values())).shape[0]
+
+    @property
+    def num_samples(self):
+        return next(iter(self.samples.values())).shape[1]
+
+    def __getitem__(self, name):
+        return self.samples[name]
+
+    def __repr__(self):
+        sites = ", ".join(f"{k}{tuple(v.shape[2:])}" for k, v in self.samples.items())
+        return (
+            f"Posterior(method={self.method!r}, chains={self.num_chains}, "
+            f"draws={self.num_samples}, sites=[{sites}])"
+        )
+
+    def flat(self, name):
+        """Draws of `name` with chains and draws merged into one leading axis."""
+        v = self.samples[name]
+        return v.reshape((-1,) + v.shape[2:])
+
+    def summary(self, sites=None):
+        """Table of mean, sd, 5/50/95% quantiles, ess_bulk, ess_tail and r_hat per component."""
+        names = self.samples if sites is None else sites
+        return summarize({n: self.samples[n] for n in names})
+
+    def predictive(self, model, seed=0):
+        """Posterior-predictive draws of every site of `model` that is not a latent site here.
+
+        `model` is a bound model (e.g. the same model bound to new inputs and obs=None);
+        returns name -> array (chains, draws, *site_shape).
+        """
+        model = as_bound_model(model)
+        draws = {n: self.flat(n) for n in self.latent_sites}
+        out = Predictive(model, posterior_samples=draws)(jax.random.key(seed))
+        shape = (self.num_chains, self.num_samples)
+        return {
+            k: np.asarray(v).reshape(shape + v.shape[1:])
+            for k, v in out.items()
+            if k not in self.latent_sites
+        }
+
+    def save(self, path):
+        """Write everything to one `.npz` file; `ppl.load(path)` restores it."""
+        arrays, diag_values = {}, {}
+        for prefix, group in (("samples", self.samples), ("stats", self.sample_stats)):
+            arrays.update({f"{prefix}/{k}": np.asarray(v) for k, v in group.items()})
+        for k, v in self.diagnostics.items():
+            if isinstance(v, (np.ndarray, np.generic, jax.Array)):
+                arrays[f"diagnostics/{k}"] = np.asarray(v)
+            else:
+                diag_values[k] = v
+        meta = {
+            "format": _FORMAT,
+            "method": self.method,
+            "log_evidence": None if self.log_evidence is None else float(self.log_evidence),
+            "latent_sites": list(self.latent_sites),
+            "samples": list(self.samples),
+            "diagnostics": diag_values,
+        }
+        arrays["__meta__"] = np.array(json.dumps(meta))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    def to_arviz(self):
+        """An `arviz.InferenceData` (needs ArviZ installed: `pip install arviz`)."""
+        try:
+            import arviz as az
+        except ImportError:
+            raise PPLError("to_arviz() needs ArviZ: pip install arviz") from None
+        stats = {_ARVIZ_STATS.get(k, k): v for k, v in self.sample_stats.items()}
+        return az.from_dict(posterior=self.samples, sample_stats=stats or None)
+
+
+def load(path):
+    """Read a Posterior written by `Posterior.save(path)`."""
+    with np.load(path, allow_pickle=False) as f:
+        if "__meta__" not in f.files:
+            raise PPLError(f"{path} is not a saved ppl Posterior (no metadata entry)")
+        meta = json.loads(str(f["__meta__"]))
+        if meta.get("format") != _FORMAT:
+            raise PPLError(f"{path}: unsupported format {meta.get('format')!r}, expected {_FORMAT}")
+        groups = {"samples": {}, "stats": {}, "diagnostics": {}}
+        for key in f.files:
+            prefix, _, name = key.partition("/")
+            if prefix in groups:
+                groups[prefix][name] = f[key]
+    samples = {n: groups["samples"][n] for n in meta["samples"]}
+    return Posterior(
+        samples,
+        {**meta["diagnostics"], **groups["diagnostics"]},
+        sample_stats=groups["stats"],
+        log_evidence=meta["log_evidence"],
+        method=meta["method"],
+        latent_sites=meta["latent_sites"],
+    )

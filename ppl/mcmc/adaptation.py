@@ -1,0 +1,110 @@
+"""Stan-style windowed adaptation of step size and mass matrix, for any kernel.
+
+A kernel here is a *proposal*: `propose(key, point, step_size, inverse_mass_matrix,
+mass_matrix_sqrt) -> (point, info)` with `info.accept_prob`. `adaptive()` wraps
+it into an `Algorithm` whose state carries NumPyro's warmup adapter (dual
+averaging on the step size, Welford estimates of the mass matrix in doubling
+windows), updated during the first `num_warmup` steps and frozen after.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.infer.hmc import momentum_generator
+from numpyro.infer.hmc_util import (
+    HMCAdaptState,
+    IntegratorState,
+    euclidean_kinetic_energy,
+    find_reasonable_step_size,
+    warmup_adapter,
+)
+
+from ppl.infer.algorithm import Algorithm
+
+__all__ = ["MCMCState", "adaptive", "point_at"]
+
+
+class MCMCState(NamedTuple):
+    """One chain: iteration, position, potential and its gradient, adapter, gradient count."""
+
+    i: jax.Array
+    z: jax.Array
+    potential_energy: jax.Array
+    z_grad: jax.Array
+    adapt: HMCAdaptState
+    grad_evals: jax.Array
+
+
+def point_at(state):
+    return IntegratorState(state.z, None, state.potential_energy, state.z_grad)
+
+
+def _mass_sqrt(z, inverse_mass_matrix):
+    if inverse_mass_matrix.ndim == 1:
+        return jnp.reciprocal(jnp.sqrt(inverse_mass_matrix))
+    inverse_chol = jnp.linalg.cholesky(inverse_mass_matrix)
+    return jax.scipy.linalg.solve_triangular(inverse_chol, jnp.eye(z.shape[0]), lower=True).T
+
+
+def adaptive(
+    propose,
+    potential,
+    num_warmup,
+    *,
+    target_accept,
+    step_size=1.0,
+    dense_mass=False,
+    adapt_step_size=True,
+    adapt_mass_matrix=True,
+    uses_gradient=True,
+    tune_initial_step_size=True,
+):
+    """An `Algorithm` running `propose` with windowed adaptation during warmup."""
+    adapt_step_size = adapt_step_size and num_warmup > 0
+    adapt_mass_matrix = adapt_mass_matrix and num_warmup > 0
+
+    def find_step_size(step_size, inverse_mass_matrix, point, key):
+        def momentum(z, inverse_mm, key):
+            return momentum_generator(z, _mass_sqrt(z, inverse_mm), key)
+
+        return find_reasonable_step_size(
+            potential, euclidean_kinetic_energy, momentum, step_size,
+            inverse_mass_matrix, point, key,
+        )  # fmt: skip
+
+    adapt_init, adapt_update = warmup_adapter(
+        num_warmup,
+        find_reasonable_step_size=find_step_size if tune_initial_step_size else None,
+        adapt_step_size=adapt_step_size,
+        adapt_mass_matrix=adapt_mass_matrix,
+        dense_mass=dense_mass,
+        target_accept_prob=target_accept,
+    )
+
+    def evaluate(z):
+        if uses_gradient:
+            return jax.value_and_grad(potential)(z)
+        return potential(z), jnp.zeros_like(z)
+
+    def init(key, z):
+        pe, grad = evaluate(z)
+        point = IntegratorState(z, None, pe, grad)
+        adapt = adapt_init(point, key, step_size=step_size, mass_matrix_size=z.shape[0])
+        return MCMCState(jnp.array(0), z, pe, grad, adapt, jnp.array(int(uses_gradient)))
+
+    def step(key, state):
+        a = state.adapt
+        point, info = propose(key, point_at(state), a.step_size, a.inverse_mass_matrix, a.mass_matrix_sqrt)
+        adapt = jax.lax.cond(
+            state.i < num_warmup,
+            lambda: adapt_update(state.i, info.accept_prob, point, a),
+            lambda: a,
+        )
+        new = MCMCState(
+            state.i + 1, point.z, point.potential_energy, point.z_grad, adapt,
+            state.grad_evals + info.num_grad_evals,
+        )  # fmt: skip
+        return new, info
+
+    return Algorithm(init, step)

@@ -1,0 +1,86 @@
+"""What every MCMC method shares: build the log density, start chains, run, summarise."""
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from ppl.infer.driver import Phase, run
+from ppl.infer.method import Method
+from ppl.infer.posterior import Posterior
+
+
+@dataclass(frozen=True)
+class MCMCMethod(Method):
+    """Base of MCMC method objects; subclasses give `kernel(logdensity, num_warmup)`."""
+
+    common_options = Method.common_options + ("num_warmup",)
+
+    def kernel(self, logdensity, num_warmup):
+        raise NotImplementedError
+
+    def kernel_diagnostics(self, stats):
+        return {}
+
+    def run(self, model, *, num_samples, num_warmup, num_chains, seed, progress):
+        t0 = time.perf_counter()
+        ld = model.log_density()
+        ld.require_continuous(self.name)
+        algorithm = self.kernel(ld, num_warmup)
+        key_init, key_run = jax.random.split(seed)
+
+        def start(key):
+            key_point, key_kernel = jax.random.split(key)
+            z, found = ld.init(key_point, self.init)
+            return algorithm.init(key_kernel, z), found
+
+        state, found = jax.jit(jax.vmap(start))(jax.random.split(key_init, num_chains))
+        ld.check_finite_start(found)
+        phases = [Phase("warmup", num_warmup, keep=False), Phase("sample", num_samples, keep=True)]
+        state, (zs, lp, stats), timings = run(
+            algorithm.step,
+            state,
+            jax.random.split(key_run, num_chains),
+            phases,
+            collect=lambda state, info: (state.z, -state.potential_energy, info),
+            progress=progress,
+        )
+        samples = jax.jit(jax.vmap(jax.vmap(ld.values)))(zs)
+        stats = {"lp": lp, **{k: np.asarray(v) for k, v in stats._asdict().items()}}
+        diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0)
+        return Posterior(
+            {k: np.asarray(v) for k, v in samples.items()},
+            diagnostics,
+            sample_stats=stats,
+            method=self.name,
+            model=model,
+            latent_sites=tuple(ld.sites),
+        )
+
+    def _diagnostics(self, state, stats, timings, total_time):
+        diag = {
+            "accept_rate": stats["accept_prob"].mean(axis=1),
+            "step_size": np.asarray(state.adapt.step_size),
+            "grad_evals": int(np.asarray(state.grad_evals).sum()),
+            "wall_time": total_time,
+            "warmup_time": timings.get("warmup", 0.0),
+            "sampling_time": timings.get("sample", 0.0),
+        }
+        if "diverging" in stats:
+            diag["divergences"] = stats["diverging"].sum(axis=1)
+            total = int(diag["divergences"].sum())
+            if total:
+                warnings.warn(
+                    f"{self.name}: {total} divergent transitions after warmup; the draws may be "
+                    "biased. Raise target_accept (e.g. 0.95) or reparameterise the model "
+                    "(e.g. non-centred hierarchical scales).",
+                    stacklevel=4,
+                )
+        bad = int((~np.isfinite(stats["lp"])).sum())
+        diag["nonfinite_draws"] = bad
+        if bad:
+            warnings.warn(f"{self.name}: {bad} draws have a non-finite log density", stacklevel=4)
+        diag.update(self.kernel_diagnostics(stats))
+        return diag

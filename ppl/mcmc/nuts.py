@@ -1,0 +1,109 @@
+"""The No-U-Turn Sampler, on NumPyro's tree-building utilities."""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.infer.hmc import momentum_generator
+from numpyro.infer.hmc_util import (
+    IntegratorState,
+    build_tree,
+    euclidean_kinetic_energy,
+    velocity_verlet,
+)
+
+from ppl.errors import OptionError
+from ppl.infer.registry import register
+from ppl.mcmc.adaptation import adaptive
+from ppl.mcmc.method import MCMCMethod
+
+__all__ = ["NUTS", "NUTSInfo", "nuts_proposal"]
+
+
+class NUTSInfo(NamedTuple):
+    accept_prob: jax.Array
+    diverging: jax.Array
+    num_grad_evals: jax.Array
+    tree_depth: jax.Array
+    step_size: jax.Array
+    energy: jax.Array
+
+
+def nuts_proposal(potential, max_tree_depth=10, max_delta_energy=1000.0):
+    """One NUTS transition as a proposal for `adaptive()`: a multinomial draw from
+    a trajectory doubled until it turns back (or reaches `max_tree_depth`)."""
+    _, vv_update = velocity_verlet(potential, euclidean_kinetic_energy)
+
+    def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
+        key_momentum, key_tree = jax.random.split(key)
+        r = momentum_generator(point.z, mass_matrix_sqrt, key_momentum)
+        start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)
+        tree = build_tree(
+            vv_update, euclidean_kinetic_energy, start, inverse_mass_matrix, step_size,
+            key_tree, max_delta_energy=max_delta_energy, max_tree_depth=max_tree_depth,
+        )  # fmt: skip
+        new = IntegratorState(tree.z_proposal, None, tree.z_proposal_pe, tree.z_proposal_grad)
+        info = NUTSInfo(
+            accept_prob=tree.sum_accept_probs / tree.num_proposals,
+            diverging=tree.diverging,
+            num_grad_evals=tree.num_proposals,
+            tree_depth=jnp.asarray(tree.depth),
+            step_size=step_size,
+            energy=tree.z_proposal_energy,
+        )
+        return new, info
+
+    return propose
+
+
+@register("nuts")
+@dataclass(frozen=True)
+class NUTS(MCMCMethod):
+    """No-U-Turn Sampler with Stan-style warmup (step size and mass matrix).
+
+    >>> post = ppl.infer(m, method=ppl.mcmc.NUTS(target_accept=0.9), num_chains=4)
+
+    target_accept: dual-averaging target of the mean acceptance probability;
+        raise it (0.9, 0.95) when the run reports divergences.
+    max_tree_depth: trajectories stop at 2**max_tree_depth leapfrog steps.
+    dense_mass: adapt a dense mass matrix instead of a diagonal one.
+    step_size: initial step size (tuned during warmup unless adapt_step_size=False).
+    init: starting points, "uniform" | "prior" | "median".
+    """
+
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    dense_mass: bool = False
+    step_size: float = 1.0
+    adapt_step_size: bool = True
+    adapt_mass_matrix: bool = True
+    init: str = "uniform"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not 0 < self.target_accept < 1:
+            raise OptionError(f"NUTS: target_accept={self.target_accept} must lie in (0, 1)")
+        if not (isinstance(self.max_tree_depth, int) and self.max_tree_depth >= 1):
+            raise OptionError(f"NUTS: max_tree_depth={self.max_tree_depth!r} must be an int >= 1")
+        if not self.step_size > 0:
+            raise OptionError(f"NUTS: step_size={self.step_size} must be positive")
+
+    def kernel(self, logdensity, num_warmup):
+        return adaptive(
+            nuts_proposal(logdensity.potential, self.max_tree_depth),
+            logdensity.potential,
+            num_warmup,
+            target_accept=self.target_accept,
+            step_size=self.step_size,
+            dense_mass=self.dense_mass,
+            adapt_step_size=self.adapt_step_size,
+            adapt_mass_matrix=self.adapt_mass_matrix,
+        )
+
+    def kernel_diagnostics(self, stats):
+        depth = stats["tree_depth"]
+        return {
+            "tree_depth": depth.mean(axis=1),
+            "max_tree_depth_hits": (depth >= self.max_tree_depth).sum(axis=1),
+        }
