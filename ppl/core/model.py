@@ -3,6 +3,8 @@
 import functools
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import numpyro
 from numpyro.infer import Predictive
 from numpyro.primitives import _PYRO_STACK
@@ -15,6 +17,11 @@ __all__ = ["model", "Model", "BoundModel"]
 
 def _running_under_handlers():
     return len(_PYRO_STACK) > 0
+
+
+def _as_device_arrays(tree):
+    """NumPy data becomes JAX arrays once, so models can index it with traced values."""
+    return jax.tree.map(lambda a: jnp.asarray(a) if isinstance(a, np.ndarray) else a, tree)
 
 
 def _key(seed):
@@ -71,8 +78,8 @@ class BoundModel:
 
     def __init__(self, fn, args=(), kwargs=None):
         self.fn = fn
-        self.args = tuple(args)
-        self.kwargs = dict(kwargs or {})
+        self.args = _as_device_arrays(tuple(args))
+        self.kwargs = _as_device_arrays(dict(kwargs or {}))
 
     @property
     def name(self):
