@@ -1,18 +1,25 @@
 """`LogDensity`: a bound model as a function of one flat unconstrained vector.
 
 Inference code sees only this object. It traces the model once up front to
-learn its latent sites (shape, support, discreteness), checks the observed
-data, and from then on every method is a pure, jittable function of `z`.
+learn its latent sites (shape, support, discreteness) and to check the observed
+data; from then on every method is a pure, jittable function of `z`. Each
+evaluation maps a site's slice of `z` onto the support the site has *in that
+run* (NumPyro's unconstraining reparameterisation), so supports that depend on
+other latent values stay correct, and the Jacobian enters as a factor site.
+
+A LogDensity is a pytree: its leaves are the model's data, its static part the
+site layout, so compiled inference is reused across calls and datasets of the
+same shapes.
 """
 
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions.transforms import biject_to
-from numpyro.distributions.util import is_identically_one
-from numpyro.infer.util import compute_log_probs
+from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import handlers
 from ppl.core.checks import check_observed_sites
@@ -23,27 +30,29 @@ __all__ = ["LogDensity", "Site", "INIT_STRATEGIES"]
 INIT_STRATEGIES = ("uniform", "prior", "median")
 
 
-class Site(NamedTuple):
+@dataclass(frozen=True)
+class Site:
     """What inference needs to know about one latent site."""
 
     name: str
     shape: tuple
     unconstrained_shape: tuple
     offset: int
-    support: object
     is_discrete: bool
     distribution: str
-    dtype: object
+    dtype: str
+    support: object = field(compare=False, hash=False, repr=False)
 
     @property
     def size(self):
         return int(np.prod(self.unconstrained_shape, dtype=int))
 
 
-def _transform(site):
-    return None if site.is_discrete else biject_to(site.support)
+def _log_det_site(name):
+    return f"_{name}_log_det"
 
 
+@jax.tree_util.register_pytree_node_class
 class LogDensity:
     """The log joint density of a bound model over its latent sites.
 
@@ -54,15 +63,14 @@ class LogDensity:
     split that tempering needs.
 
     >>> ld = m.log_density()
-    >>> z = ld.init(jax.random.key(0))
-    >>> value, grad = jax.value_and_grad(ld)(z)
+    >>> z, found = ld.init(jax.random.key(0))
+    >>> value, grad = ld.value_and_grad(z)
     """
 
     def __init__(self, bound_model, seed=0):
-        self.model = bound_model
         trace = bound_model.trace(seed=seed)
         check_observed_sites(trace, bound_model.name)
-        sites, offset = {}, 0
+        sites, offset = [], 0
         for name, s in trace.items():
             if s["type"] != "sample" or s["is_observed"]:
                 continue
@@ -70,59 +78,78 @@ class LogDensity:
             support = s["fn"].support
             discrete = bool(support.is_discrete)
             ushape = value.shape if discrete else biject_to(support).inverse_shape(value.shape)
-            sites[name] = Site(
-                name, value.shape, tuple(ushape), offset, support, discrete,
-                type(s["fn"]).__name__, value.dtype,
+            site = Site(
+                name, value.shape, tuple(ushape), offset, discrete,
+                type(s["fn"]).__name__, str(value.dtype), support,
             )  # fmt: skip
-            offset += sites[name].size
+            sites.append(site)
+            offset += site.size
         if not sites:
             raise ModelError(
                 f"{bound_model.name} has no latent sites: every ppl.sample is observed, so there "
                 "is nothing to infer; leave a site's obs= unset (or bind its data to None)"
             )
-        self.sites = sites
-        self.size = offset
-        self.observed = tuple(n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"])
-        self.deterministic = tuple(n for n, s in trace.items() if s["type"] == "deterministic")
-        self._key = jax.random.key(seed)
+        observed = tuple(n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"])
+        deterministic = tuple(n for n, s in trace.items() if s["type"] == "deterministic")
+        self.model = bound_model
+        self._layout = (tuple(sites), observed, deterministic, seed)
+
+    # ----- pytree -----------------------------------------------------------------
+
+    def tree_flatten(self):
+        return (self.model,), self._layout
+
+    @classmethod
+    def tree_unflatten(cls, layout, children):
+        obj = object.__new__(cls)
+        obj.model, obj._layout = children[0], layout
+        return obj
 
     # ----- layout -----------------------------------------------------------------
 
     @property
+    def sites(self):
+        """Latent sites in model order: name -> `Site`."""
+        return {s.name: s for s in self._layout[0]}
+
+    @property
+    def observed(self):
+        return self._layout[1]
+
+    @property
+    def deterministic(self):
+        return self._layout[2]
+
+    @property
+    def size(self):
+        return sum(s.size for s in self._layout[0])
+
+    @property
     def discrete_sites(self):
-        return tuple(n for n, s in self.sites.items() if s.is_discrete)
+        return tuple(s.name for s in self._layout[0] if s.is_discrete)
 
     def unflatten(self, z):
         """Flat unconstrained vector -> dict of unconstrained arrays, site shapes."""
         return {
-            n: jnp.reshape(z[s.offset : s.offset + s.size], s.unconstrained_shape)
-            for n, s in self.sites.items()
+            s.name: jnp.reshape(z[s.offset : s.offset + s.size], s.unconstrained_shape)
+            for s in self._layout[0]
         }
 
-    def constrain(self, z):
-        """Flat unconstrained vector -> dict of values on each site's support."""
-        return self._constrain_with_log_det(z)[0]
+    def _seeded(self, key):
+        return handlers.seed(self.model, rng_seed=jax.random.key(self._layout[3]) if key is None else key)
 
-    def unconstrain(self, values):
-        """Dict of constrained values (one per latent site) -> flat unconstrained vector."""
-        parts = []
-        for n, s in self.sites.items():
-            t = _transform(s)
-            v = jnp.asarray(values[n])
-            u = v.astype(jnp.result_type(float)) if t is None else t.inv(v)
-            parts.append(jnp.reshape(u, (-1,)))
-        return jnp.concatenate(parts)
+    def _substituted(self, z, key):
+        discrete = {s.name: s.dtype for s in self._layout[0] if s.is_discrete}
+        fn = partial(_constrain_site, self.unflatten(z), discrete)
+        return handlers.substitute(self._seeded(key), substitute_fn=fn)
 
-    def _constrain_with_log_det(self, z):
-        values, log_det = {}, 0.0
-        for n, u in self.unflatten(z).items():
-            t = _transform(self.sites[n])
-            if t is None:
-                values[n] = u.astype(self.sites[n].dtype)
-            else:
-                values[n] = t(u)
-                log_det = log_det + jnp.sum(t.log_abs_det_jacobian(u, values[n]))
-        return values, log_det
+    def _run(self, z, key=None):
+        """(log prior incl. Jacobians, log likelihood, trace) at `z`."""
+        site_lp, trace = compute_log_probs(self._substituted(z, key), (), {}, {})
+        prior_names = {n for s in self._layout[0] for n in (s.name, _log_det_site(s.name))}
+        log_prior = sum((v for n, v in site_lp.items() if n in prior_names), start=0.0)
+        log_lik = sum((v for n, v in site_lp.items() if n not in prior_names), start=0.0)
+        return log_prior, log_lik, trace
 
     # ----- densities --------------------------------------------------------------
 
@@ -131,33 +158,18 @@ class LogDensity:
 
         `key` only matters for models with subsampled plates: it draws the minibatch.
         """
-        values, log_det = self._constrain_with_log_det(z)
-        model = handlers.seed(self.model, rng_seed=self._key if key is None else key)
-        site_lp, trace = compute_log_probs(model, (), {}, values)
-        log_prior = log_det * self._latent_scale(trace)
-        log_prior = log_prior + sum((site_lp[n] for n in self.sites), start=0.0)
-        log_lik = sum((site_lp[n] for n in site_lp if n not in self.sites), start=0.0)
-        return log_prior, log_lik
-
-    def _latent_scale(self, trace):
-        scales = {trace[n]["scale"] for n in self.sites}
-        scales.discard(None)
-        if not scales or all(is_identically_one(s) for s in scales):
-            return 1.0
-        if len(scales) == 1:
-            return scales.pop()
-        raise ModelError("latent sites under differently scaled plates are not supported yet")
+        return self._run(z, key)[:2]
 
     def __call__(self, z, key=None):
         """Log joint density (with Jacobians) at the unconstrained point `z`."""
-        log_prior, log_lik = self.terms(z, key)
+        log_prior, log_lik, _ = self._run(z, key)
         return log_prior + log_lik
 
     def log_prior(self, z, key=None):
-        return self.terms(z, key)[0]
+        return self._run(z, key)[0]
 
     def log_likelihood(self, z, key=None):
-        return self.terms(z, key)[1]
+        return self._run(z, key)[1]
 
     def potential(self, z):
         """Negative log joint: the potential energy of Hamiltonian methods."""
@@ -166,23 +178,34 @@ class LogDensity:
     def value_and_grad(self, z):
         return jax.value_and_grad(self)(z)
 
+    def constrain(self, z, key=None):
+        """Flat unconstrained vector -> dict of values on each site's support."""
+        trace = self._run(z, key)[2]
+        return {n: trace[n]["value"] for n in self.sites}
+
     def values(self, z, key=None):
         """Constrained latent values and deterministic sites at `z`."""
-        values = self.constrain(z)
-        if not self.deterministic:
-            return values
-        model = handlers.substitute(
-            handlers.seed(self.model, rng_seed=self._key if key is None else key), data=values
-        )
-        trace = handlers.trace(model).get_trace()
-        return {**values, **{n: trace[n]["value"] for n in self.deterministic}}
+        trace = self._run(z, key)[2]
+        return {n: trace[n]["value"] for n in (*self.sites, *self.deterministic)}
+
+    def unconstrain(self, values, key=None):
+        """Dict of constrained values (one per latent site) -> flat unconstrained vector."""
+        model = handlers.substitute(self._seeded(key), data=values)
+        return self._unconstrain_trace(handlers.trace(model).get_trace())
+
+    def _unconstrain_trace(self, trace):
+        parts = []
+        for s in self._layout[0]:
+            v = jnp.asarray(trace[s.name]["value"])
+            u = v if s.is_discrete else biject_to(trace[s.name]["fn"].support).inv(v)
+            parts.append(jnp.reshape(u, (-1,)).astype(jnp.result_type(float)))
+        return jnp.concatenate(parts)
 
     # ----- initialisation ---------------------------------------------------------
 
     def prior_point(self, key):
         """Unconstrained flat vector of one draw of the latent sites from the prior."""
-        trace = handlers.trace(handlers.seed(self.model, rng_seed=key)).get_trace()
-        return self.unconstrain({n: trace[n]["value"] for n in self.sites})
+        return self._unconstrain_trace(handlers.trace(self._seeded(key)).get_trace())
 
     def _propose(self, key, strategy, radius):
         if strategy == "prior":
@@ -197,7 +220,7 @@ class LogDensity:
 
     def _discrete_mask(self):
         mask = np.zeros(self.size, bool)
-        for s in self.sites.values():
+        for s in self._layout[0]:
             mask[s.offset : s.offset + s.size] = s.is_discrete
         return mask
 
@@ -230,15 +253,17 @@ class LogDensity:
         _, z, _ = jax.lax.while_loop(cond, body, (key, self._propose(sub, strategy, radius), 0))
         return z, finite(z)
 
+    # ----- checks -----------------------------------------------------------------
+
     def require_continuous(self, method):
         """Raise a clear error if a gradient-based `method` meets a discrete site."""
         for name in self.discrete_sites:
             s = self.sites[name]
             raise ModelError(
                 f"site '{name}' ({s.distribution}, support {s.support}) is discrete, and "
-                f"method '{method}' needs gradients of a continuous density. Marginalise it out "
-                "in the model (e.g. dist.MixtureSameFamily for mixture assignments), or sample "
-                "it with a method that handles discrete sites."
+                f"method '{method}' needs a continuous density. Marginalise it out in the model "
+                "(e.g. dist.MixtureSameFamily for mixture assignments), or sample it with a "
+                "method that handles discrete sites."
             )
 
     def check_finite_start(self, found):
@@ -246,7 +271,13 @@ class LogDensity:
         if bad.size:
             raise InferenceError(
                 f"no starting point with a finite log density and gradient for chain(s) "
-                f"{bad.tolist()} after 100 tries: check the model for impossible values "
-                "(e.g. data outside a distribution's support), or try init='prior'"
+                f"{bad.tolist()}: check the model for impossible values (e.g. data outside a "
+                "distribution's support), or try init='prior'"
             )
 
+
+def _constrain_site(unconstrained, discrete, site):
+    """Substitute fn: a latent site's value from its unconstrained slice (+ Jacobian factor)."""
+    if site["type"] == "sample" and site["name"] in discrete:
+        return unconstrained[site["name"]].astype(discrete[site["name"]])
+    return _unconstrain_reparam(unconstrained, site)

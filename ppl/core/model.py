@@ -69,17 +69,59 @@ def model(fn):
     return Model(fn)
 
 
+class _Static:
+    """A non-array argument, compared by value where it can be hashed, else by identity."""
+
+    def __init__(self, value):
+        self.value = value
+        try:
+            self._hash = hash(value)
+        except TypeError:
+            self._hash = id(value)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if not isinstance(other, _Static) or type(other.value) is not type(self.value):
+            return False
+        try:
+            return bool(self.value is other.value or self.value == other.value)
+        except Exception:
+            return False
+
+
+@jax.tree_util.register_pytree_node_class
 class BoundModel:
     """A model with its arguments bound: what `ppl.infer()` and handlers consume.
 
     A BoundModel is also a zero-argument callable that runs the model, so every
     NumPyro handler applies to it: `handlers.trace(handlers.seed(m, 0)).get_trace()`.
+    It is a pytree whose leaves are its array arguments, so compiled inference
+    takes the data as an input and is reused for new data of the same shapes.
     """
 
     def __init__(self, fn, args=(), kwargs=None):
         self.fn = fn
         self.args = _as_device_arrays(tuple(args))
         self.kwargs = _as_device_arrays(dict(kwargs or {}))
+
+    def tree_flatten(self):
+        leaves, treedef = jax.tree.flatten((self.args, self.kwargs))
+        is_array = tuple(isinstance(x, (jax.Array, np.ndarray)) for x in leaves)
+        arrays = [x for x, a in zip(leaves, is_array) if a]
+        static = tuple(None if a else _Static(x) for x, a in zip(leaves, is_array))
+        return arrays, (self.fn, treedef, static)
+
+    @classmethod
+    def tree_unflatten(cls, aux, arrays):
+        fn, treedef, static = aux
+        arrays = iter(arrays)
+        leaves = [next(arrays) if s is None else s.value for s in static]
+        obj = object.__new__(cls)
+        obj.fn = fn
+        obj.args, obj.kwargs = jax.tree.unflatten(treedef, leaves)
+        return obj
 
     @property
     def name(self):

@@ -1,4 +1,4 @@
-"""The driver: runs any `Algorithm.step` for many steps over many chains.
+"""The driver: runs any algorithm's step for many steps over many chains.
 
 Steps run inside a jit-compiled `lax.scan` over a chunk of steps, vmapped over
 chains; Python only runs between chunks, to move kept draws to the host and to
@@ -9,6 +9,7 @@ advance the progress bar. One compiled chunk serves every phase of a run
 
 import sys
 import time
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -34,45 +35,45 @@ def progress_enabled(progress):
     return bool(progress)
 
 
-def _chunk_function(step, collect, chunk_len):
-    vstep = jax.vmap(step)
-    vcollect = jax.vmap(collect)
+def _live(step, collect, state, chain_keys, i):
+    keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
+    state, info = jax.vmap(step)(keys, state)
+    return state, jax.vmap(collect)(state, info)
 
-    def live(state, chain_keys, i):
-        keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
-        state, info = vstep(keys, state)
-        return state, vcollect(state, info)
 
-    @jax.jit
-    def chunk(state, chain_keys, start, stop):
-        out_shape = jax.eval_shape(live, state, chain_keys, start)[1]
+@partial(jax.jit, static_argnums=(0, 1))
+def _chunk(program, chunk_len, data, state, chain_keys, start, stop):
+    step, collect = program(data)
+    live = partial(_live, step, collect)
+    out_shape = jax.eval_shape(live, state, chain_keys, start)[1]
 
-        def idle(state, chain_keys, i):
-            return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
+    def idle(state, chain_keys, i):
+        return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
 
-        def body(state, i):
-            return jax.lax.cond(i < stop, live, idle, state, chain_keys, i)
+    def body(state, i):
+        return jax.lax.cond(i < stop, live, idle, state, chain_keys, i)
 
-        return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
-
-    return chunk
+    return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
 
 
 def _default_chunk_len(total):
     return int(min(max(1, -(-total // 20)), 1000))
 
 
-def run(step, state, chain_keys, phases, *, collect, progress=None, chunk_len=None):
-    """Run `step` over the chains in `state` (leading axis = chain) through `phases`.
+def run(program, data, state, chain_keys, phases, *, progress=None, chunk_len=None):
+    """Run a program's step over the chains in `state` (leading axis = chain) through `phases`.
 
-    `collect(state, info)` picks what to record per chain and step. Returns
+    `program(data) -> (step, collect)`: `step(key, state) -> (state, info)` is the
+    algorithm's step, `collect(state, info)` picks what to record per chain and
+    step. `program` must be hashable (e.g. a frozen dataclass) and `data` a pytree
+    (e.g. a LogDensity): the compiled chunk is then reused by every run with an
+    equal program and data of the same shapes. Returns
     `(state, kept, timings)`: `kept` holds the collected output of the phases
     marked `keep`, as arrays of shape (chains, steps, ...), and `timings` the
     wall time of each phase in seconds.
     """
     total = sum(p.num_steps for p in phases)
     chunk_len = chunk_len or _default_chunk_len(total)
-    chunk = _chunk_function(step, collect, chunk_len)
     kept, timings, start = [], {}, 0
     with tqdm(total=total, disable=not progress_enabled(progress), leave=True) as bar:
         for phase in phases:
@@ -80,7 +81,7 @@ def run(step, state, chain_keys, phases, *, collect, progress=None, chunk_len=No
             t0 = time.perf_counter()
             stop = start + phase.num_steps
             for lo in range(start, stop, chunk_len):
-                state, out = chunk(state, chain_keys, lo, stop)
+                state, out = _chunk(program, chunk_len, data, state, chain_keys, lo, stop)
                 n = min(chunk_len, stop - lo)
                 if phase.keep:
                     kept.append(jax.tree.map(lambda x, n=n: np.asarray(x[:n]), out))

@@ -13,6 +13,37 @@ from ppl.infer.posterior import Posterior
 
 
 @dataclass(frozen=True)
+class MCMCProgram:
+    """A hashable description of one MCMC run, so compiled code is shared between runs."""
+
+    method: "MCMCMethod"
+    num_warmup: int
+
+    def __call__(self, logdensity):
+        return self.method.kernel(logdensity, self.num_warmup).step, _collect
+
+    def start(self, logdensity, key):
+        key_point, key_kernel = jax.random.split(key)
+        z, found = logdensity.init(key_point, self.method.init)
+        return self.method.kernel(logdensity, self.num_warmup).init(key_kernel, z), found
+
+
+def _collect(state, info):
+    return state.z, -state.potential_energy, info
+
+
+@jax.jit
+def _constrained_values(logdensity, zs):
+    return jax.vmap(jax.vmap(logdensity.values))(zs)
+
+
+_start = jax.jit(
+    lambda program, logdensity, keys: jax.vmap(program.start, (None, 0))(logdensity, keys),
+    static_argnums=0,
+)
+
+
+@dataclass(frozen=True)
 class MCMCMethod(Method):
     """Base of MCMC method objects; subclasses give `kernel(logdensity, num_warmup)`."""
 
@@ -28,26 +59,15 @@ class MCMCMethod(Method):
         t0 = time.perf_counter()
         ld = model.log_density()
         ld.require_continuous(self.name)
-        algorithm = self.kernel(ld, num_warmup)
+        program = MCMCProgram(self, num_warmup)
         key_init, key_run = jax.random.split(seed)
-
-        def start(key):
-            key_point, key_kernel = jax.random.split(key)
-            z, found = ld.init(key_point, self.init)
-            return algorithm.init(key_kernel, z), found
-
-        state, found = jax.jit(jax.vmap(start))(jax.random.split(key_init, num_chains))
+        state, found = _start(program, ld, jax.random.split(key_init, num_chains))
         ld.check_finite_start(found)
         phases = [Phase("warmup", num_warmup, keep=False), Phase("sample", num_samples, keep=True)]
         state, (zs, lp, stats), timings = run(
-            algorithm.step,
-            state,
-            jax.random.split(key_run, num_chains),
-            phases,
-            collect=lambda state, info: (state.z, -state.potential_energy, info),
-            progress=progress,
+            program, ld, state, jax.random.split(key_run, num_chains), phases, progress=progress
         )
-        samples = jax.jit(jax.vmap(jax.vmap(ld.values)))(zs)
+        samples = _constrained_values(ld, zs)
         stats = {"lp": lp, **{k: np.asarray(v) for k, v in stats._asdict().items()}}
         diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0)
         return Posterior(
