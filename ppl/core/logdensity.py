@@ -136,7 +136,9 @@ class LogDensity:
         }
 
     def _seeded(self, key):
-        return handlers.seed(self.model, rng_seed=jax.random.key(self._layout[3]) if key is None else key)
+        return handlers.seed(
+            self.model, rng_seed=jax.random.key(self._layout[3]) if key is None else key
+        )
 
     def _substituted(self, z, key):
         discrete = {s.name: s.dtype for s in self._layout[0] if s.is_discrete}

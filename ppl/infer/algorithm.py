@@ -1,6 +1,7 @@
 """The one contract every inference family fits."""
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 
 class Algorithm(NamedTuple):

@@ -49,9 +49,7 @@ def r_hat(x):
     if x.shape[1] < 4 or np.ptp(x) == 0:
         return np.nan
     folded = np.abs(x - np.median(x))
-    return float(
-        max(gelman_rubin(_z_scale(_split(x))), gelman_rubin(_z_scale(_split(folded))))
-    )
+    return float(max(gelman_rubin(_z_scale(_split(x))), gelman_rubin(_z_scale(_split(folded)))))
 
 
 class Summary(dict):
@@ -63,7 +61,9 @@ class Summary(dict):
         lines = [head]
         for name, row in self.items():
             cells = "".join(
-                f"{row[c]:>10.0f}" if c.startswith("ess") and np.isfinite(row[c]) else f"{row[c]:>10.3f}"
+                f"{row[c]:>10.0f}"
+                if c.startswith("ess") and np.isfinite(row[c])
+                else f"{row[c]:>10.3f}"
                 for c in COLUMNS
             )
             lines.append(f"{name:>{width}}{cells}")

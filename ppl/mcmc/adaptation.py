@@ -95,7 +95,9 @@ def adaptive(
 
     def step(key, state):
         a = state.adapt
-        point, info = propose(key, point_at(state), a.step_size, a.inverse_mass_matrix, a.mass_matrix_sqrt)
+        point, info = propose(
+            key, point_at(state), a.step_size, a.inverse_mass_matrix, a.mass_matrix_sqrt
+        )
         adapt = jax.lax.cond(
             state.i < num_warmup,
             lambda: adapt_update(state.i, info.accept_prob, point, a),
