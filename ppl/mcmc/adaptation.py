@@ -60,9 +60,17 @@ def adaptive(
     uses_gradient=True,
     tune_initial_step_size=True,
 ):
-    """An `Algorithm` running `propose` with windowed adaptation during warmup."""
-    adapt_step_size = adapt_step_size and num_warmup > 0
-    adapt_mass_matrix = adapt_mass_matrix and num_warmup > 0
+    """An `Algorithm` running `propose` with windowed adaptation during warmup.
+
+    With `num_warmup=0` nothing is adapted, but the initial step size is still
+    found by NumPyro's heuristic (as NumPyro does) unless `adapt_step_size=False`:
+    an untuned step of 1.0 can exceed the leapfrog stability limit and freeze a chain.
+
+    The heuristic runs once, at init, not again at each window end as in NumPyro:
+    chains are vmapped, so every `cond` on a per-chain counter runs both branches,
+    and a step-size search inside the step would cost gradients at every iteration.
+    Dual averaging restarts from the current step size at each window end instead.
+    """
 
     def find_step_size(step_size, inverse_mass_matrix, point, key):
         def momentum(z, inverse_mm, key):
@@ -75,7 +83,7 @@ def adaptive(
 
     adapt_init, adapt_update = warmup_adapter(
         num_warmup,
-        find_reasonable_step_size=find_step_size if tune_initial_step_size else None,
+        find_reasonable_step_size=None,
         adapt_step_size=adapt_step_size,
         adapt_mass_matrix=adapt_mass_matrix,
         dense_mass=dense_mass,
@@ -90,7 +98,12 @@ def adaptive(
     def init(key, z):
         pe, grad = evaluate(z)
         point = IntegratorState(z, None, pe, grad)
-        adapt = adapt_init(point, key, step_size=step_size, mass_matrix_size=z.shape[0])
+        key_adapt, key_step = jax.random.split(key)
+        start_step = step_size
+        if adapt_step_size and tune_initial_step_size:
+            identity = jnp.eye(z.shape[0]) if dense_mass else jnp.ones(z.shape[0])
+            start_step = find_step_size(step_size, identity, point, key_step)
+        adapt = adapt_init(point, key_adapt, step_size=start_step, mass_matrix_size=z.shape[0])
         return MCMCState(jnp.array(0), z, pe, grad, adapt, jnp.array(int(uses_gradient)))
 
     def step(key, state):
