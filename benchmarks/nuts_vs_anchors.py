@@ -43,7 +43,10 @@ def run_ppl(seed):
     return draws, int(post.sample_stats["num_grad_evals"].sum())
 
 
-def run_numpyro(seed, _cache={}):
+_CACHE = {}
+
+
+def run_numpyro(seed):
     import jax
     import numpyro
     import numpyro.distributions as dist
@@ -55,13 +58,13 @@ def run_numpyro(seed, _cache={}):
         with numpyro.plate("data", x.shape[0]):
             numpyro.sample("y", dist.Bernoulli(logits=x @ w + b), obs=y)
 
-    if "mcmc" not in _cache:
-        _cache["mcmc"] = MCMC(
+    if "mcmc" not in _CACHE:
+        _CACHE["mcmc"] = MCMC(
             NUTS(model), num_warmup=NUM_WARMUP, num_samples=NUM_SAMPLES,
             num_chains=NUM_CHAINS, chain_method="vectorized", progress_bar=False,
             jit_model_args=True,
         )  # fmt: skip
-    mcmc = _cache["mcmc"]
+    mcmc = _CACHE["mcmc"]
     x, y = data()
     mcmc.run(jax.random.PRNGKey(seed), x, y, extra_fields=("num_steps",))
     s = mcmc.get_samples(group_by_chain=True)
@@ -93,12 +96,12 @@ def _blackjax_program():
     return jax.jit(jax.vmap(one_chain))
 
 
-def run_blackjax(seed, _cache={}):
+def run_blackjax(seed):
     import jax
 
-    if "program" not in _cache:
-        _cache["program"] = _blackjax_program()
-    positions, steps = _cache["program"](jax.random.split(jax.random.key(seed), NUM_CHAINS))
+    if "program" not in _CACHE:
+        _CACHE["program"] = _blackjax_program()
+    positions, steps = _CACHE["program"](jax.random.split(jax.random.key(seed), NUM_CHAINS))
     return np.asarray(positions), int(np.asarray(steps).sum())
 
 
