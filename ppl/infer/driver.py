@@ -7,6 +7,7 @@ advance the progress bar. One compiled chunk serves every phase of a run
 `fold_in(chain_keys[c], i)`, so draws do not depend on how steps are chunked.
 """
 
+import importlib.util
 import sys
 import time
 from functools import partial
@@ -15,7 +16,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
 __all__ = ["Phase", "run", "progress_enabled"]
 
@@ -29,10 +29,19 @@ class Phase(NamedTuple):
 
 
 def progress_enabled(progress):
-    """`None` means: show a bar when writing to a terminal."""
+    """`None` means: show a bar in a terminal or a Jupyter notebook."""
     if progress is None:
-        return sys.stderr.isatty()
+        return sys.stderr.isatty() or "ipykernel" in sys.modules
     return bool(progress)
+
+
+def _progress_bar(**kwargs):
+    """tqdm's notebook widget where ipywidgets is installed, its text bar elsewhere."""
+    if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets"):
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm(**kwargs)
 
 
 def _live(step, collect, state, chain_keys, i):
@@ -75,7 +84,7 @@ def run(program, data, state, chain_keys, phases, *, progress=None, chunk_len=No
     total = sum(p.num_steps for p in phases)
     chunk_len = chunk_len or _default_chunk_len(total)
     kept, timings, start = [], {}, 0
-    with tqdm(total=total, disable=not progress_enabled(progress), leave=True) as bar:
+    with _progress_bar(total=total, disable=not progress_enabled(progress), leave=True) as bar:
         for phase in phases:
             bar.set_description(phase.label)
             t0 = time.perf_counter()
