@@ -1,6 +1,7 @@
 """`Posterior`: what every method returns."""
 
 import json
+import zipfile
 
 import jax
 import numpy as np
@@ -64,7 +65,12 @@ class Posterior:
 
     def summary(self, sites=None):
         """Table of mean, sd, 5/50/95% quantiles, ess_bulk, ess_tail and r_hat per component."""
-        names = self.samples if sites is None else sites
+        names = list(
+            self.samples if sites is None else [sites] if isinstance(sites, str) else sites
+        )
+        unknown = [n for n in names if n not in self.samples]
+        if unknown:
+            raise PPLError(f"no sites {unknown} in this posterior; sites are {list(self.samples)}")
         return summarize({n: self.samples[n] for n in names})
 
     def predictive(self, model, seed=0):
@@ -100,6 +106,7 @@ class Posterior:
             "latent_sites": list(self.latent_sites),
             "samples": list(self.samples),
             "diagnostics": diag_values,
+            "diagnostics_order": list(self.diagnostics),
         }
         arrays["__meta__"] = np.array(json.dumps(meta))
         with open(path, "wb") as f:
@@ -115,11 +122,23 @@ class Posterior:
         return az.from_dict(posterior=self.samples, sample_stats=stats or None)
 
 
+def _open(path):
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise PPLError(f"{path} is not a saved ppl Posterior ({e})") from None
+    if isinstance(f, np.lib.npyio.NpzFile) and "__meta__" in f.files:
+        return f
+    if isinstance(f, np.lib.npyio.NpzFile):
+        f.close()
+    raise PPLError(f"{path} is not a saved ppl Posterior (no metadata entry)")
+
+
 def load(path):
     """Read a Posterior written by `Posterior.save(path)`."""
-    with np.load(path, allow_pickle=False) as f:
-        if "__meta__" not in f.files:
-            raise PPLError(f"{path} is not a saved ppl Posterior (no metadata entry)")
+    with _open(path) as f:
         meta = json.loads(str(f["__meta__"]))
         if meta.get("format") != _FORMAT:
             raise PPLError(f"{path}: unsupported format {meta.get('format')!r}, expected {_FORMAT}")
@@ -127,11 +146,15 @@ def load(path):
         for key in f.files:
             prefix, _, name = key.partition("/")
             if prefix in groups:
-                groups[prefix][name] = f[key]
+                value = f[key]
+                # a NumPy scalar was saved as a 0-d array: give the scalar back
+                groups[prefix][name] = value[()] if value.ndim == 0 else value
     samples = {n: groups["samples"][n] for n in meta["samples"]}
+    diagnostics = {**meta["diagnostics"], **groups["diagnostics"]}
+    order = meta.get("diagnostics_order", list(diagnostics))
     return Posterior(
         samples,
-        {**meta["diagnostics"], **groups["diagnostics"]},
+        {k: diagnostics[k] for k in order},
         sample_stats=groups["stats"],
         log_evidence=meta["log_evidence"],
         method=meta["method"],

@@ -1,14 +1,17 @@
 """Posterior summaries: rank-normalised bulk/tail ESS and split R-hat (Vehtari et al. 2021).
 
-The effective-sample-size and Gelman–Rubin estimators are NumPyro's; this file
-adds the rank normalisation, folding and tail indicators around them.
+The effective sample size follows Stan (and ArviZ, and the `posterior` R package)
+to the letter: Geyer's initial positive sequence with Stan's last-pair
+correction, the monotone sequence, and the cap ESS <= S·log10(S). NumPyro's
+`effective_sample_size` drops the correction, which shifts ESS by a few percent,
+so only its autocovariance is reused here.
 """
 
 import numpy as np
-from numpyro.diagnostics import effective_sample_size, gelman_rubin
+from numpyro.diagnostics import autocovariance, gelman_rubin
 from scipy import stats
 
-__all__ = ["ess_bulk", "ess_tail", "r_hat", "Summary", "summarize"]
+__all__ = ["ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "Summary", "summarize"]
 
 QUANTILES = (0.05, 0.5, 0.95)
 COLUMNS = ("mean", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat")
@@ -25,28 +28,72 @@ def _z_scale(x):
     return stats.norm.ppf((ranks - 0.375) / (x.size + 0.25))
 
 
-def _ess(x):
+def _invalid(x):
+    return x.shape[1] < 4 or not np.all(np.isfinite(x)) or np.ptp(x) == 0
+
+
+def ess(x):
+    """Stan's effective sample size of draws shaped (chains, draws), no splitting."""
     x = np.asarray(x, dtype=np.float64)
-    if x.shape[1] < 4 or np.ptp(x) == 0:
+    if _invalid(x):
         return np.nan
-    return float(effective_sample_size(x))
+    m, n = x.shape
+    acov = autocovariance(x, axis=1, bias=True)
+    mean_var = acov[:, 0].mean() * n / (n - 1)
+    var_plus = mean_var * (n - 1) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
+    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
+    # Geyer's initial positive sequence over pairs (rho[t+1], rho[t+2]).
+    rho_hat = np.zeros(n)
+    rho_hat[0], rho_hat[1] = 1.0, rho[1]
+    even, odd, t = 1.0, rho[1], 1
+    while t < n - 3 and even + odd > 0:
+        even, odd = rho[t + 1], rho[t + 2]
+        if even + odd >= 0:
+            rho_hat[t + 1], rho_hat[t + 2] = even, odd
+        t += 2
+    max_t = t - 2
+    if even > 0:  # Stan's correction: keep the last positive even lag
+        rho_hat[max_t + 1] = even
+    # Geyer's initial monotone sequence.
+    for t in range(1, max_t - 1, 2):
+        if rho_hat[t + 1] + rho_hat[t + 2] > rho_hat[t - 1] + rho_hat[t]:
+            rho_hat[t + 1] = rho_hat[t + 2] = (rho_hat[t - 1] + rho_hat[t]) / 2
+    tau = -1.0 + 2.0 * rho_hat[: max_t + 1].sum() + rho_hat[max_t + 1]
+    tau = max(tau, 1.0 / np.log10(m * n))
+    return float(m * n / tau)
+
+
+def ess_mean(x):
+    """Split-chain ESS of the draws themselves: the one that sets the MC error of the mean."""
+    return ess(_split(np.asarray(x, dtype=np.float64)))
 
 
 def ess_bulk(x):
     """Bulk effective sample size of draws shaped (chains, draws)."""
-    return _ess(_z_scale(_split(x)))
+    x = np.asarray(x, dtype=np.float64)
+    if _invalid(x):
+        return np.nan
+    return ess(_z_scale(_split(x)))
 
 
 def ess_tail(x):
     """Tail ESS: the smaller ESS of the 5% and 95% quantile indicators."""
+    x = np.asarray(x, dtype=np.float64)
+    if _invalid(x):
+        return np.nan
     q05, q95 = np.quantile(x, [0.05, 0.95])
-    return min(_ess(_split(x <= q05)), _ess(_split(x <= q95)))
+    return min(ess(_split(x <= q05)), ess(_split(x <= q95)))
 
 
 def r_hat(x):
-    """Rank-normalised split R-hat, the larger of the bulk and folded versions."""
+    """Rank-normalised split R-hat, the larger of the bulk and folded versions.
+
+    The folding is about the median of all draws, as in Vehtari et al. (2021)
+    and Stan's `posterior` package (ArviZ folds the split chains, which drops the
+    middle draw when the number of draws is odd).
+    """
     x = np.asarray(x, dtype=np.float64)
-    if x.shape[1] < 4 or np.ptp(x) == 0:
+    if _invalid(x):
         return np.nan
     folded = np.abs(x - np.median(x))
     return float(max(gelman_rubin(_z_scale(_split(x))), gelman_rubin(_z_scale(_split(folded)))))

@@ -15,6 +15,7 @@ from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import (
     HMCAdaptState,
     IntegratorState,
+    dual_averaging,
     euclidean_kinetic_energy,
     find_reasonable_step_size,
     warmup_adapter,
@@ -59,6 +60,7 @@ def adaptive(
     adapt_mass_matrix=True,
     uses_gradient=True,
     tune_initial_step_size=True,
+    restart_step_size=True,
 ):
     """An `Algorithm` running `propose` with windowed adaptation during warmup.
 
@@ -70,6 +72,12 @@ def adaptive(
     chains are vmapped, so every `cond` on a per-chain counter runs both branches,
     and a step-size search inside the step would cost gradients at every iteration.
     Dual averaging restarts from the current step size at each window end instead.
+
+    `restart_step_size=False` keeps one dual-averaging run through all of warmup.
+    Random-walk kernels want that: their acceptance probabilities are so noisy that
+    50 steps of dual averaging after the last window (Stan's end buffer) leave the
+    step size off by up to 3x from chain to chain, and the adapted covariance already
+    sets the proposal's scale, so the step size need not restart when it changes.
     """
 
     def find_step_size(step_size, inverse_mass_matrix, point, key):
@@ -89,6 +97,16 @@ def adaptive(
         dense_mass=dense_mass,
         target_accept_prob=target_accept,
     )
+
+    _, ss_update = dual_averaging()  # the defaults warmup_adapter uses
+
+    def update(i, accept_prob, point, a):
+        new = adapt_update(i, accept_prob, point, a)
+        if restart_step_size or not adapt_step_size:
+            return new
+        ss = ss_update(target_accept - accept_prob, a.ss_state)
+        log_step = jnp.where(i == num_warmup - 1, ss[1], ss[0])  # the average at the end
+        return new._replace(step_size=jnp.exp(log_step), ss_state=ss)
 
     def evaluate(z):
         if uses_gradient:
@@ -113,7 +131,7 @@ def adaptive(
         )
         adapt = jax.lax.cond(
             state.i < num_warmup,
-            lambda: adapt_update(state.i, info.accept_prob, point, a),
+            lambda: update(state.i, info.accept_prob, point, a),
             lambda: a,
         )
         new = MCMCState(

@@ -77,4 +77,5 @@ class RWMH(MCMCMethod):
             adapt_mass_matrix=self.adapt_covariance,
             uses_gradient=False,
             tune_initial_step_size=False,
+            restart_step_size=False,
         )

@@ -1,0 +1,270 @@
+"""Tests of `Posterior`: summary numbers, save/load, posterior predictive, ArviZ export.
+
+Summary statistics are deterministic functions of the draws, so they are checked
+on synthetic AR(1) chains (no sampling) against ArviZ and NumPy to rounding
+error. The other tests reuse the session's NUTS run on the conjugate regression
+(tests/conftest.py).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import ppl
+from ppl.errors import PPLError
+from ppl.infer.summary import COLUMNS
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)  # ArviZ announces its 1.0 refactor
+    import arviz as az
+
+from conftest import NOISE_SD, linear_regression  # noqa: E402
+
+RTOL = 1e-10  # same formulas in float64: only summation order differs
+
+
+def ar1(rng, phi, chains, draws, offsets=0.0):
+    """AR(1) chains x_t = phi x_{t-1} + e_t (stationary start), shifted per chain."""
+    x = np.empty((chains, draws))
+    x[:, 0] = rng.normal(size=chains) / np.sqrt(1 - phi**2)
+    e = rng.normal(size=(chains, draws))
+    for t in range(1, draws):
+        x[:, t] = phi * x[:, t - 1] + e[:, t]
+    return x + np.reshape(offsets, (-1, 1))
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    """Sites with known structure: strong / no / negative autocorrelation, stuck chains."""
+    rng = np.random.default_rng(0)
+    samples = {
+        "a": ar1(rng, 0.9, 4, 500),
+        "b": np.stack([ar1(rng, 0.0, 4, 500), ar1(rng, -0.3, 4, 500)], axis=-1),
+        "c": ar1(rng, 0.5, 4, 500, offsets=[0.0, 0.0, 0.0, 1.5]) ** 3,  # skewed, one chain off
+    }
+    return ppl.Posterior(samples)
+
+
+def components(post):
+    """(row label, draws (chains, draws)) for every scalar component."""
+    for name, value in post.samples.items():
+        for idx in np.ndindex(*value.shape[2:]):
+            label = name if not idx else f"{name}[{','.join(map(str, idx))}]"
+            yield label, value[(slice(None), slice(None), *idx)]
+
+
+def rank_r_hat(x):
+    """Rank-normalised split R-hat, folded about the median of all draws (Vehtari 2021).
+
+    ArviZ's `method="rank"` folds the split chains instead; the two agree when the
+    number of draws is even (no middle draw is dropped by the split).
+    """
+    folded = np.abs(x - np.median(x))
+    return max(az.rhat(x, method="z_scale"), az.rhat(folded, method="z_scale"))
+
+
+def test_summary_matches_numpy_and_arviz(synthetic):
+    table = synthetic.summary()
+    idata = az.from_dict(posterior=synthetic.samples)
+    ref = az.summary(idata, kind="all", round_to="none", stat_focus="mean")
+    labels = [label for label, _ in components(synthetic)]
+    assert list(table) == labels == list(ref.index)
+    for label, x in components(synthetic):
+        row = table[label]
+        assert set(row) == set(COLUMNS)
+        np.testing.assert_allclose(row["mean"], x.mean(), rtol=RTOL)
+        np.testing.assert_allclose(row["sd"], x.std(ddof=1), rtol=RTOL)
+        q = np.quantile(x, [0.05, 0.5, 0.95])
+        np.testing.assert_allclose([row["5%"], row["50%"], row["95%"]], q, rtol=RTOL)
+        np.testing.assert_allclose(row["ess_bulk"], az.ess(x, method="bulk"), rtol=RTOL)
+        np.testing.assert_allclose(row["ess_tail"], az.ess(x, method="tail"), rtol=RTOL)
+        np.testing.assert_allclose(row["r_hat"], az.rhat(x, method="rank"), rtol=RTOL)
+        for col in ("mean", "sd", "ess_bulk", "ess_tail", "r_hat"):
+            np.testing.assert_allclose(row[col], ref.loc[label, col], rtol=RTOL, err_msg=col)
+
+
+def test_summary_detects_what_it_should(synthetic):
+    table = synthetic.summary()
+    assert table["a"]["ess_bulk"] < 0.15 * 2000  # phi=0.9: ESS ≈ N (1-phi)/(1+phi) ≈ 105
+    assert table["b[0]"]["ess_bulk"] > 0.7 * 2000  # independent draws
+    assert table["b[1]"]["ess_bulk"] > 2000  # antithetic: ESS above the number of draws
+    assert table["c"]["r_hat"] > 1.1 > table["b[0]"]["r_hat"]  # one chain shifted
+
+
+@pytest.mark.parametrize("draws", [301, 8])
+def test_summary_odd_and_short_chains(draws):
+    # Odd: the split drops the middle draw. 8 draws: the ESS cap S·log10(S) binds.
+    rng = np.random.default_rng(draws)
+    post = ppl.Posterior({"x": ar1(rng, 0.4, 4, draws, offsets=[0, 0.2, 0, -0.2])})
+    row = post.summary()["x"]
+    x = post.samples["x"]
+    np.testing.assert_allclose(row["ess_bulk"], az.ess(x, method="bulk"), rtol=RTOL)
+    np.testing.assert_allclose(row["ess_tail"], az.ess(x, method="tail"), rtol=RTOL)
+    np.testing.assert_allclose(row["r_hat"], rank_r_hat(x), rtol=RTOL)
+
+
+def test_summary_selects_sites_and_prints(synthetic):
+    table = synthetic.summary(sites=["b"])
+    assert list(table) == ["b[0]", "b[1]"]
+    text = str(synthetic.summary())
+    assert all(c in text.splitlines()[0] for c in COLUMNS)
+    assert len(text.splitlines()) == 1 + 4
+    assert synthetic.summary().to_pandas().shape == (4, len(COLUMNS))
+    with pytest.raises(PPLError, match="'nope'"):
+        synthetic.summary(sites=["nope"])
+
+
+# ----- samples ------------------------------------------------------------------------------
+
+
+def test_sample_shapes_include_deterministic_sites(regression, regression_nuts):
+    post = regression_nuts
+    assert post.samples["w"].shape == (4, 1000, 3)
+    assert post.samples["signal"].shape == (4, 1000, regression.x.shape[0])  # deterministic
+    assert post.latent_sites == ("w",)
+    assert (post.num_chains, post.num_samples) == (4, 1000)
+    assert post.flat("w").shape == (4000, 3)
+    np.testing.assert_array_equal(post["w"], post.samples["w"])
+    assert "y" not in post.samples  # observed
+    rows = {f"w[{i}]" for i in range(3)} | {f"signal[{i}]" for i in range(regression.x.shape[0])}
+    assert set(post.summary()) == rows
+
+
+# ----- save / load --------------------------------------------------------------------------
+
+
+def assert_same_posterior(a, b):
+    assert list(a.samples) == list(b.samples)
+    for k in a.samples:
+        assert a.samples[k].dtype == b.samples[k].dtype
+        np.testing.assert_array_equal(a.samples[k], b.samples[k])
+    assert list(a.sample_stats) == list(b.sample_stats)
+    for k in a.sample_stats:
+        assert a.sample_stats[k].dtype == b.sample_stats[k].dtype
+        np.testing.assert_array_equal(a.sample_stats[k], b.sample_stats[k])
+    assert list(a.diagnostics) == list(b.diagnostics)
+    for k, v in a.diagnostics.items():
+        w = b.diagnostics[k]
+        assert type(w) is type(v) or (isinstance(v, np.ndarray) and isinstance(w, np.ndarray)), k
+        if isinstance(v, (np.ndarray, np.generic)):
+            assert v.dtype == w.dtype, k
+        np.testing.assert_equal(w, v, err_msg=k)
+    assert (a.method, a.latent_sites) == (b.method, b.latent_sites)
+    np.testing.assert_equal(a.log_evidence, b.log_evidence)
+
+
+def test_save_load_round_trip_of_a_nuts_run(regression_nuts, tmp_path):
+    path = tmp_path / "post.npz"
+    regression_nuts.save(path)
+    loaded = ppl.load(path)
+    assert_same_posterior(regression_nuts, loaded)
+    assert loaded.method == "nuts" and loaded.log_evidence is None
+
+
+def test_save_load_round_trip_of_every_kind_of_value(tmp_path):
+    rng = np.random.default_rng(1)
+    post = ppl.Posterior(
+        {"layer/w": rng.normal(size=(2, 5, 3)).astype(np.float32), "k": np.ones((2, 5), np.int32)},
+        {
+            "wall_time": 1.25,
+            "grad_evals": 120,
+            "converged": True,
+            "note": "ok",
+            "missing": None,
+            "nan": float("nan"),
+            "per_chain": np.array([0.1, 0.2]),
+            "np_scalar": np.float32(2.5),
+            "flags": np.array([True, False]),
+            "log_evidence_se": 0.03,
+        },
+        sample_stats={"lp": rng.normal(size=(2, 5))},
+        log_evidence=-12.5,
+        method="smc",
+        latent_sites=("layer/w",),
+    )
+    post.save(tmp_path / "p.npz")
+    assert_same_posterior(post, ppl.load(str(tmp_path / "p.npz")))
+
+
+def test_load_rejects_files_that_are_not_saved_posteriors(tmp_path):
+    np.savez(tmp_path / "other.npz", x=np.arange(3))
+    with pytest.raises(PPLError, match="not a saved ppl Posterior"):
+        ppl.load(tmp_path / "other.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(PPLError, match="not a saved ppl Posterior"):
+        ppl.load(tmp_path / "text.npz")
+    np.save(tmp_path / "array.npy", np.arange(3))
+    with pytest.raises(PPLError, match="not a saved ppl Posterior"):
+        ppl.load(tmp_path / "array.npy")
+
+
+# ----- predictive ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def predictive(regression, regression_nuts):
+    return regression_nuts.predictive(linear_regression(regression.x_new), seed=0)
+
+
+def test_predictive_sites_and_shapes(regression, predictive):
+    n_new = regression.x_new.shape[0]
+    assert "y" in predictive  # the observed site, now unobserved
+    assert "w" not in predictive  # latent sites are the posterior's own draws
+    assert predictive["y"].shape == (4, 1000, n_new)
+    assert predictive["signal"].shape == (4, 1000, n_new)
+
+
+def test_predictive_uses_each_posterior_draw(regression, regression_nuts, predictive):
+    # The deterministic site is recomputed from draw (c, i) of w: exact up to float32.
+    expected = regression_nuts.samples["w"] @ regression.x_new.T
+    np.testing.assert_allclose(predictive["signal"], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_predictive_distribution(regression, regression_nuts, predictive):
+    y = predictive["y"].astype(np.float64)
+    noise = y - predictive["signal"]
+    n = noise.shape[0] * noise.shape[1]
+    # Given w, each y is signal + independent N(0, NOISE_SD²) noise, so the predictive
+    # mean differs from x_new @ E_draws[w] by a mean of n independent noises:
+    # sd NOISE_SD / sqrt(n) per point, whatever the autocorrelation of the w draws.
+    w_bar = regression_nuts.samples["w"].astype(np.float64).mean(axis=(0, 1))
+    tol = 4 * NOISE_SD / np.sqrt(n)
+    np.testing.assert_array_less(np.abs(y.mean(axis=(0, 1)) - regression.x_new @ w_bar), tol)
+    # The noise variance: the sample variance of n normals has sd NOISE_SD² sqrt(2 / n).
+    tol = 4 * NOISE_SD**2 * np.sqrt(2 / n)
+    np.testing.assert_array_less(np.abs(noise.var(axis=(0, 1)) - NOISE_SD**2), tol)
+    # Noise is fresh per draw and per point, not shared.
+    assert abs(np.corrcoef(noise[..., 0].ravel(), noise[..., 1].ravel())[0, 1]) < 4 / np.sqrt(n)
+
+
+def test_predictive_from_a_loaded_posterior(regression, regression_nuts, predictive, tmp_path):
+    regression_nuts.save(tmp_path / "post.npz")
+    again = ppl.load(tmp_path / "post.npz").predictive(linear_regression(regression.x_new), seed=0)
+    assert set(again) == set(predictive)
+    for k in predictive:
+        np.testing.assert_array_equal(again[k], predictive[k])
+
+
+# ----- ArviZ --------------------------------------------------------------------------------
+
+
+def test_to_arviz(regression_nuts):
+    idata = regression_nuts.to_arviz()
+    assert isinstance(idata, az.InferenceData)
+    assert {"posterior", "sample_stats"} <= set(idata.groups())
+    posterior, stats = idata.posterior, idata.sample_stats
+    assert (posterior.sizes["chain"], posterior.sizes["draw"]) == (4, 1000)
+    assert posterior["w"].shape == (4, 1000, 3)
+    np.testing.assert_array_equal(posterior["w"].values, regression_nuts.samples["w"])
+    for name in ("diverging", "lp", "acceptance_rate", "n_steps", "tree_depth", "step_size",
+                 "energy"):  # fmt: skip
+        assert stats[name].shape == (4, 1000), name
+    assert stats["diverging"].dtype == bool
+    np.testing.assert_array_equal(stats["lp"].values, regression_nuts.sample_stats["lp"])
+    # ArviZ's own diagnostics run on the export and agree with ours.
+    ref = az.summary(idata, var_names=["w"], round_to="none")
+    ours = regression_nuts.summary(sites=["w"])
+    for label in ours:
+        np.testing.assert_allclose(ours[label]["ess_bulk"], ref.loc[label, "ess_bulk"], rtol=RTOL)
+    assert np.all(np.isfinite(az.bfmi(idata)))
