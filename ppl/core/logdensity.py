@@ -18,11 +18,13 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro.distributions import Unit
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import handlers
 from ppl.core.checks import check_observed_sites
+from ppl.core.model import improper_values
 from ppl.errors import InferenceError, ModelError, OptionError
 
 __all__ = ["LogDensity", "Site", "INIT_STRATEGIES"]
@@ -89,7 +91,11 @@ class LogDensity:
                 f"{bound_model.name} has no latent sites: every ppl.sample is observed, so there "
                 "is nothing to infer; leave a site's obs= unset (or bind its data to None)"
             )
-        observed = tuple(n for n, s in trace.items() if s["type"] == "sample" and s["is_observed"])
+        observed = tuple(  # data sites; factors are observed Unit sites, left out
+            n
+            for n, s in trace.items()
+            if s["type"] == "sample" and s["is_observed"] and not isinstance(s["fn"], Unit)
+        )
         deterministic = tuple(n for n, s in trace.items() if s["type"] == "deterministic")
         self.model = bound_model
         self._layout = (tuple(sites), observed, deterministic, seed)
@@ -207,7 +213,8 @@ class LogDensity:
 
     def prior_point(self, key):
         """Unconstrained flat vector of one draw of the latent sites from the prior."""
-        return self._unconstrain_trace(handlers.trace(self._seeded(key)).get_trace())
+        model = handlers.substitute(self._seeded(key), substitute_fn=improper_values(2.0))
+        return self._unconstrain_trace(handlers.trace(model).get_trace())
 
     def _propose(self, key, strategy, radius):
         if strategy == "prior":
@@ -257,16 +264,33 @@ class LogDensity:
 
     # ----- checks -----------------------------------------------------------------
 
-    def require_continuous(self, method):
-        """Raise a clear error if a gradient-based `method` meets a discrete site."""
-        for name in self.discrete_sites:
-            s = self.sites[name]
-            raise ModelError(
-                f"site '{name}' ({s.distribution}, support {s.support}) is discrete, and "
-                f"method '{method}' needs a continuous density. Marginalise it out in the model "
-                "(e.g. dist.MixtureSameFamily for mixture assignments), or sample it with a "
-                "method that handles discrete sites."
-            )
+    def require_continuous(self, method, alternatives=None):
+        """Raise a clear error if `method` (continuous densities only) meets a discrete site.
+
+        `alternatives`: names of methods that do handle discrete sites (default: the
+        registered methods with `handles_discrete = True`).
+        """
+        if not self.discrete_sites:
+            return
+        if alternatives is None:
+            from ppl.infer.registry import discrete_method_names
+
+            alternatives = discrete_method_names()
+        name, *others = self.discrete_sites
+        s = self.sites[name]
+        suggest = (
+            f"or sample it with a method that handles discrete sites ({', '.join(alternatives)})"
+            if alternatives
+            else "or replace it by a continuous relaxation (no installed method samples "
+            "discrete sites yet)"
+        )
+        raise ModelError(
+            f"{self.model.name}: site '{name}' ({s.distribution}, support {s.support}) is "
+            + (f"discrete (as are {others}), " if others else "discrete, ")
+            + f"and method '{method}' samples continuous densities only. Marginalise it "
+            "out in the model (e.g. dist.MixtureSameFamily for mixture assignments, or sum "
+            f"over its values inside a ppl.factor), {suggest}."
+        )
 
     def check_finite_start(self, found):
         bad = np.flatnonzero(~np.asarray(found))

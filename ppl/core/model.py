@@ -1,16 +1,25 @@
 """`@ppl.model`: a model function that binds its arguments before anything runs."""
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
+from numpyro.distributions import (
+    ExpandedDistribution,
+    ImproperUniform,
+    Independent,
+    MaskedDistribution,
+    Unit,
+)
+from numpyro.distributions.transforms import biject_to
 from numpyro.infer import Predictive
-from numpyro.primitives import _PYRO_STACK
+from numpyro.primitives import _PYRO_STACK, Messenger
 
 from ppl.core import handlers
-from ppl.errors import ModelError
+from ppl.errors import ModelError, OptionError
 
 __all__ = ["model", "Model", "BoundModel"]
 
@@ -25,9 +34,57 @@ def _as_device_arrays(tree):
 
 
 def _key(seed):
-    if isinstance(seed, int):
-        return jax.random.key(seed)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return jax.random.key(int(seed))
     return seed
+
+
+def is_improper(fn):
+    """Whether `fn` is (a wrapped) ImproperUniform: a flat prior with no draws."""
+    while isinstance(fn, (ExpandedDistribution, MaskedDistribution, Independent)):
+        fn = fn.base_dist
+    return isinstance(fn, ImproperUniform)
+
+
+def improper_values(radius):
+    """A `substitute_fn` giving each latent ImproperUniform site a value drawn uniformly in
+    (-radius, radius) on the unconstrained scale (such sites cannot be sampled).
+
+    Use it outside `seed`, e.g. `substitute(seed(m, key), substitute_fn=improper_values(2.0))`.
+    """
+
+    def substitute_fn(site):
+        if site["type"] != "sample" or site["is_observed"] or not is_improper(site["fn"]):
+            return None
+        fn = site["fn"]
+        transform = biject_to(fn.support)
+        shape = transform.inverse_shape(fn.shape(site["kwargs"].get("sample_shape", ())))
+        key = site["kwargs"].get("rng_key")
+        if radius == 0 or key is None:
+            return transform(jnp.zeros(shape))
+        return transform(jax.random.uniform(key, shape, minval=-radius, maxval=radius))
+
+    return substitute_fn
+
+
+class _unique_names(Messenger):
+    """Refuse a second sample/deterministic site of the same name, naming the model."""
+
+    def __init__(self, fn, model_name):
+        self.model_name = model_name
+        self.seen = set()
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] not in ("sample", "deterministic"):
+            return
+        if msg["name"] in self.seen:
+            raise ModelError(
+                f"{self.model_name}: two sites are named '{msg['name']}'; give every "
+                "ppl.sample/ppl.deterministic a distinct name (in a loop, e.g. f'x_{i}', "
+                "or use ppl.plate / ppl.scan)"
+            )
+        self.seen.add(msg["name"])
 
 
 class Model:
@@ -42,8 +99,10 @@ class Model:
             fn = fn.fn
         if not callable(fn):
             raise ModelError(f"ppl.model expects a function, got {type(fn).__name__}")
+        # updated=(): copying fn.__dict__ would clobber self.fn when fn is itself a
+        # wrapper with an `fn` attribute (a NumPyro handler such as condition(f, data)).
+        functools.update_wrapper(self, fn, updated=())
         self.fn = fn
-        functools.update_wrapper(self, fn)
 
     def __call__(self, *args, **kwargs):
         if _running_under_handlers():
@@ -134,32 +193,56 @@ class BoundModel:
         return f"BoundModel({self.name})"
 
     def trace(self, seed=0):
-        """Run the model once with random draws; return NumPyro's trace (name -> site)."""
-        try:
-            return handlers.trace(handlers.seed(self, rng_seed=_key(seed))).get_trace()
-        except AssertionError as e:
-            if "unique names" in str(e):
-                raise ModelError(
-                    f"{self.name}: {e}; give every ppl.sample/deterministic a distinct name"
-                ) from None
-            raise
+        """Run the model once with random draws; return NumPyro's trace (name -> site).
+
+        Latent ImproperUniform sites (no draws exist) get the value at 0 on the
+        unconstrained scale.
+        """
+        seeded = handlers.seed(self, rng_seed=_key(seed))
+        model = handlers.substitute(seeded, substitute_fn=improper_values(0.0))
+        return handlers.trace(_unique_names(model, self.name)).get_trace()
 
     def prior(self, num_samples=1, seed=0):
         """Draws of every site from the prior, each with a leading axis of `num_samples`.
 
+        Sample and deterministic sites are returned (factors and params are not).
         Observed sites return their data; bind them to None for prior-predictive draws.
         """
-        draws = Predictive(self, num_samples=num_samples)(_key(seed))
+        if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+            raise OptionError(f"prior: num_samples must be an integer >= 1, got {num_samples!r}")
+        if num_samples < 1:
+            raise OptionError(f"prior: num_samples must be an integer >= 1, got {num_samples}")
+        trace = self.trace(seed)
+        improper = [n for n, s in trace.items() if s["type"] == "sample" and is_improper(s["fn"])]
+        if improper:
+            raise ModelError(
+                f"{self.name}: site(s) {improper} have an improper prior (ImproperUniform), "
+                "which has no draws; give them a proper prior to draw from it"
+            )
+        sites = [
+            n
+            for n, s in trace.items()
+            if (s["type"] == "sample" and not isinstance(s["fn"], Unit))
+            or s["type"] == "deterministic"
+        ]
+        draws = Predictive(self, num_samples=int(num_samples), return_sites=sites)(_key(seed))
         return dict(draws)
 
     def condition(self, data):
-        """A new BoundModel with the sites in `data` (name -> value) observed."""
+        """A new BoundModel with the sample sites in `data` (name -> value) observed."""
         trace = self.trace()
-        unknown = sorted(set(data) - set(trace))
+        samples = sorted(n for n, s in trace.items() if s["type"] == "sample")
+        determ = sorted(set(data) & {n for n, s in trace.items() if s["type"] == "deterministic"})
+        if determ:
+            raise ModelError(
+                f"{self.name}: cannot condition on deterministic site(s) {determ}: they are "
+                "functions of other sites; condition on the sample sites they depend on"
+            )
+        unknown = sorted(set(data) - set(samples))
         if unknown:
             raise ModelError(
-                f"{self.name}: cannot condition on {unknown}: no such sites; "
-                f"sites are {sorted(n for n, s in trace.items() if s['type'] == 'sample')}"
+                f"{self.name}: cannot condition on {unknown}: no such sample sites; "
+                f"sample sites are {samples}"
             )
         return BoundModel(numpyro.handlers.condition(self.fn, data=data), self.args, self.kwargs)
 

@@ -4,10 +4,13 @@ Every primitive goes through NumPyro's handler stack, so a model written with
 `ppl.sample` and one written with `numpyro.sample` are interchangeable.
 """
 
+import numbers
+
 import numpyro
 from numpyro.contrib.control_flow import scan
+from numpyro.primitives import _PYRO_STACK
 
-from ppl.errors import ModelError, OptionError
+from ppl.errors import ModelError, OptionError, PPLError
 
 __all__ = ["sample", "param", "plate", "deterministic", "factor", "scan", "ESTIMATORS"]
 
@@ -17,6 +20,11 @@ ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 param = numpyro.param
 deterministic = numpyro.deterministic
 factor = numpyro.factor
+
+
+def _enclosing_plates():
+    plates = [h for h in _PYRO_STACK if isinstance(h, numpyro.plate)]
+    return ", ".join(f"'{p.name}' (size {p.subsample_size}, dim {p.dim})" for p in plates)
 
 
 def sample(name, fn, obs=None, *, obs_mask=None, sample_shape=(), infer=None, estimator=None):
@@ -37,23 +45,51 @@ def sample(name, fn, obs=None, *, obs_mask=None, sample_shape=(), infer=None, es
     if estimator is not None:
         if estimator not in ESTIMATORS:
             raise OptionError(
-                f"site '{name}': unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}"
+                f"site '{name}': unknown estimator {estimator!r}; "
+                f"choose one of {', '.join(ESTIMATORS)}"
             )
         infer = {**(infer or {}), "estimator": estimator}
-    return numpyro.sample(
-        name, fn, obs=obs, obs_mask=obs_mask, sample_shape=sample_shape, infer=infer
-    )
+    try:
+        return numpyro.sample(
+            name, fn, obs=obs, obs_mask=obs_mask, sample_shape=sample_shape, infer=infer
+        )
+    except PPLError:
+        raise
+    except ValueError as e:  # e.g. a batch shape that does not fit the enclosing plates
+        plates = _enclosing_plates()
+        raise ModelError(
+            f"site '{name}' ({type(fn).__name__}, batch shape "
+            f"{tuple(getattr(fn, 'batch_shape', ()))}, "
+            f"event shape {tuple(getattr(fn, 'event_shape', ()))})"
+            + (f" inside plate(s) {plates}" if plates else "")
+            + f": {e}. A distribution's batch shape must broadcast with the plates around "
+            "it (its rightmost dimensions line up with the plates' dims)"
+        ) from e
+
+
+def _is_int(x):
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def plate(name, size, subsample_size=None, dim=None):
     """A batch of conditionally independent sites of length `size`.
 
-    With `subsample_size=B` each run sees a random minibatch of B indices and the
+    With `subsample_size=B` each run sees a random minibatch of B indices (the
+    plate's value: `with ppl.plate("data", N, subsample_size=B) as idx`) and the
     log density of sites inside is scaled by `size / B` (unbiased).
     """
-    if subsample_size is not None and subsample_size > size:
-        raise ModelError(
-            f"plate '{name}': subsample_size={subsample_size} exceeds its size {size}; "
-            f"use subsample_size <= {size} or leave it out"
-        )
+    if _is_int(size) and size < 1:
+        raise ModelError(f"plate '{name}': size={size} must be a positive integer")
+    if subsample_size is not None:
+        if not _is_int(subsample_size) or subsample_size < 1:
+            raise ModelError(
+                f"plate '{name}': subsample_size={subsample_size!r} must be a positive integer"
+            )
+        if _is_int(size) and subsample_size > size:
+            raise ModelError(
+                f"plate '{name}': subsample_size={subsample_size} exceeds its size {size}; "
+                f"use subsample_size <= {size} or leave it out"
+            )
+    if dim is not None and (not _is_int(dim) or dim >= 0):
+        raise ModelError(f"plate '{name}': dim={dim!r} must be a negative integer (e.g. -1, -2)")
     return numpyro.plate(name, size, subsample_size=subsample_size, dim=dim)

@@ -3,10 +3,12 @@
 import numbers
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from ppl.core.model import as_bound_model
 from ppl.errors import OptionError
-from ppl.infer.registry import resolve
+from ppl.infer.registry import did_you_mean, resolve
 
 __all__ = ["infer"]
 
@@ -20,11 +22,18 @@ def _positive_int(name, value, minimum=1):
 
 
 def _key(seed):
+    """An int, a jax.random.key, or a legacy uint32 jax.random.PRNGKey -> a typed key."""
     if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise OptionError(f"seed must be an integer or a jax.random.key, got {seed!r}")
-    return jax.random.key(int(seed))
+        if seed.shape == ():
+            return seed
+    elif isinstance(seed, (jax.Array, np.ndarray)):
+        if seed.dtype == np.uint32 and seed.shape == (2,):
+            return jax.random.wrap_key_data(jnp.asarray(seed))
+        if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
+            return jax.random.key(int(seed))
+    elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return jax.random.key(int(seed))
+    raise OptionError(f"seed must be an integer or a jax.random.key (one key), got {seed!r}")
 
 
 def infer(
@@ -47,6 +56,8 @@ def infer(
     if options:
         _reject(options, method)
     model = as_bound_model(model)
+    if progress is not None and not isinstance(progress, bool):
+        raise OptionError(f"progress must be True, False or None (auto), got {progress!r}")
     common = {
         "num_samples": _positive_int("num_samples", num_samples),
         "num_chains": _positive_int("num_chains", num_chains),
@@ -72,6 +83,7 @@ def _reject(options, method):
         )
     valid = [o for o in _COMMON if o in method.common_options]
     raise OptionError(
-        f"unknown option '{name}' for infer(method='{method.name}'); infer() takes "
+        f"unknown option '{name}'{did_you_mean(name, valid + list(own))} for "
+        f"infer(method='{method.name}'); infer() takes "
         f"{', '.join(valid)}; options of the method object: {', '.join(own) or 'none'}"
     )

@@ -1,5 +1,6 @@
 """The base of every method object that `infer()` accepts."""
 
+from ppl.core.logdensity import INIT_STRATEGIES
 from ppl.errors import OptionError
 
 
@@ -7,18 +8,27 @@ class Method:
     """A configured inference method: `run(model, **common) -> Posterior`.
 
     Method-specific settings are fields of the object; the options common to all
-    methods (`common_options`) arrive as keywords from `infer()`.
+    methods (`common_options`) arrive as keywords from `infer()`. A method that can
+    sample discrete latent sites sets `handles_discrete = True`, so error messages
+    can suggest it.
     """
 
     name = None
     common_options = ("num_samples", "num_chains", "seed", "progress")
+    handles_discrete = False
 
     def __post_init__(self):
+        cls = type(self).__name__
         for field, value in vars(self).items():
             if value is None:
                 continue
             if isinstance(value, float) and value != value:
-                raise OptionError(f"{type(self).__name__}: {field} is NaN")
+                raise OptionError(f"{cls}: {field} is NaN")
+        init = getattr(self, "init", None)
+        if isinstance(init, str) and init not in INIT_STRATEGIES:
+            raise OptionError(
+                f"{cls}: unknown init strategy {init!r}; choose one of {', '.join(INIT_STRATEGIES)}"
+            )
 
     def option_names(self):
         return tuple(getattr(self, "__dataclass_fields__", {}))

@@ -3,6 +3,8 @@
 Later families register themselves with `@register("name")`; `infer()` never changes.
 """
 
+import difflib
+
 from ppl.errors import OptionError
 
 _METHODS = {}
@@ -23,12 +25,24 @@ def method_names():
     return sorted(_METHODS)
 
 
+def discrete_method_names():
+    """Registered methods that can sample discrete latent sites."""
+    return sorted(n for n, cls in _METHODS.items() if getattr(cls, "handles_discrete", False))
+
+
+def did_you_mean(name, valid):
+    """' (did you mean 'x'?)' for a close match of `name` among `valid`, else ''."""
+    close = difflib.get_close_matches(str(name).lower(), list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
 def resolve(method):
     """A method object from a registered name or an instance of a registered class."""
     if isinstance(method, str):
         if method not in _METHODS:
             raise OptionError(
-                f"unknown method {method!r}; valid methods are {', '.join(method_names())}"
+                f"unknown method {method!r}{did_you_mean(method, _METHODS)}; "
+                f"valid methods are {', '.join(method_names())}"
             )
         return _METHODS[method]()
     if isinstance(method, tuple(_METHODS.values())):

@@ -1,0 +1,344 @@
+"""Bad input raises a ppl error that names what is at fault and how to fix it.
+
+Every check here must fire before a sampler is built or compiled: the autouse
+fixture `no_sampler` makes the MCMC kernels fail loudly, so a check that only
+triggered inside compiled code would fail these tests with the wrong error.
+"""
+
+import contextlib
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ppl
+from ppl import dist
+from ppl.errors import DataError, InferenceError, ModelError, OptionError, PPLError
+from ppl.infer import registry
+from ppl.infer.method import Method
+
+X = jnp.linspace(-1.0, 1.0, 6)
+Y = jnp.array([-0.8, -0.1, 0.3, 0.4, 1.2, 1.9])
+FAST = dict(num_samples=10, num_warmup=10, num_chains=1, progress=False)
+
+
+@ppl.model
+def regression(x, y=None):
+    a = ppl.sample("a", dist.Normal(0.0, 2.0))
+    b = ppl.sample("b", dist.Normal(0.0, 2.0))
+    with ppl.plate("data", x.shape[0]):
+        ppl.sample("y", dist.Normal(a + b * x, 1.0), obs=y)
+
+
+@pytest.fixture(autouse=True)
+def no_sampler(monkeypatch):
+    """Building a sampler means every check has passed; here that is a test failure."""
+
+    def kernel(self, logdensity, num_warmup):
+        raise AssertionError("reached the sampler: the bad input was not caught up front")
+
+    monkeypatch.setattr(ppl.mcmc.NUTS, "kernel", kernel)
+    monkeypatch.setattr(ppl.mcmc.RWMH, "kernel", kernel)
+
+
+@contextlib.contextmanager
+def raises(kind, match):
+    """pytest.raises for a PPLError subclass whose message matches and mentions no tracer."""
+    assert issubclass(kind, PPLError)
+    with pytest.raises(kind, match=match) as info:
+        yield info
+    message = str(info.value)
+    assert "Tracer" not in message and "jax.errors" not in message, message
+
+
+def test_error_classes_share_one_base():
+    for kind in (ModelError, DataError, OptionError, InferenceError):
+        assert issubclass(kind, PPLError)
+
+
+# ----- methods and options ---------------------------------------------------------------
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with raises(OptionError, r"unknown method 'nutz' \(did you mean 'nuts'\?\)") as info:
+        ppl.infer(regression(X, Y), method="nutz")
+    assert all(name in str(info.value) for name in ppl.method_names())
+    with raises(OptionError, "method must be a name .* or a method object.*got int"):
+        ppl.infer(regression(X, Y), method=3)
+    with raises(OptionError, r"pass an instance, e.g. method=NUTS\(\)"):
+        ppl.infer(regression(X, Y), method=ppl.mcmc.NUTS)
+
+
+def test_unknown_option_lists_the_valid_ones():
+    valid = r"num_samples, num_warmup, num_chains, seed, progress.*target_accept"
+    with raises(OptionError, r"unknown option 'num_sample' \(did you mean 'num_samples'\?\).*"):
+        ppl.infer(regression(X, Y), num_sample=100)
+    with raises(OptionError, r"unknown option 'thin' for infer\(method='nuts'\).*" + valid):
+        ppl.infer(regression(X, Y), thin=2)
+
+
+def test_method_option_given_to_infer_says_where_it_belongs():
+    with raises(OptionError, r"'target_accept' is an option of the method.*NUTS\(target_accept="):
+        ppl.infer(regression(X, Y), target_accept=0.9)
+    with raises(OptionError, r"ppl\.mcmc\.RWMH\(target_accept="):
+        ppl.infer(regression(X, Y), method="rwmh", target_accept=0.3)
+
+
+@pytest.mark.parametrize("name", ["num_samples", "num_chains"])
+@pytest.mark.parametrize("value", [0, -3, True, 10.0, 2.5, None, "100"])
+def test_num_samples_and_num_chains_must_be_positive_integers(name, value):
+    with raises(OptionError, rf"{name} must be an integer >= 1, got {re.escape(repr(value))}"):
+        ppl.infer(regression(X, Y), **{name: value})
+
+
+def test_other_common_options_are_checked():
+    with raises(OptionError, r"num_warmup must be an integer >= 0, got -1"):
+        ppl.infer(regression(X, Y), num_warmup=-1)
+    with raises(OptionError, r"seed must be an integer or a jax.random.key.*got 'abc'"):
+        ppl.infer(regression(X, Y), seed="abc")
+    with raises(OptionError, r"progress must be True, False or None"):
+        ppl.infer(regression(X, Y), progress="yes")
+
+
+@pytest.mark.parametrize(
+    "seed", [3, np.int64(3), jax.random.key(3), jax.random.PRNGKey(3), jnp.array(3)]
+)
+def test_every_kind_of_seed_passes_the_checks(seed):
+    with pytest.raises(AssertionError, match="reached the sampler"):
+        ppl.infer(regression(X, Y), seed=seed, **FAST)
+
+
+def test_a_batch_of_keys_is_not_a_seed():
+    with raises(OptionError, r"seed must be an integer or a jax.random.key \(one key\)"):
+        ppl.infer(regression(X, Y), seed=jax.random.split(jax.random.key(0), 2))
+
+
+def test_method_objects_check_their_options():
+    with raises(OptionError, r"target_accept=1.5 must lie in \(0, 1\)"):
+        ppl.mcmc.NUTS(target_accept=1.5)
+    with raises(OptionError, r"NUTS: unknown init strategy 'zero'.*uniform, prior, median"):
+        ppl.mcmc.NUTS(init="zero")
+    with raises(OptionError, r"NUTS: step_size is NaN"):
+        ppl.mcmc.NUTS(step_size=float("nan"))
+
+
+# ----- the model argument ----------------------------------------------------------------
+
+
+def test_unbound_model_plain_function_or_other_object():
+    with raises(ModelError, r"'regression'.* not bound to data yet.*regression\(x, y=y\)"):
+        ppl.infer(regression)
+
+    def plain(x):
+        ppl.sample("z", dist.Normal())
+
+    with raises(ModelError, r"'plain' is a plain function.*ppl\.model\(fn\)"):
+        ppl.infer(plain)
+    with raises(ModelError, r"expected a bound model, got dict"):
+        ppl.infer({"a": 1})
+    with raises(ModelError, r"ppl\.model expects a function, got int"):
+        ppl.model(3)
+
+
+# ----- observed data ---------------------------------------------------------------------
+
+
+@ppl.model
+def column_mean(x, y=None):
+    """The classic silent broadcast: the mean is a column (N, 1), the data a vector (N,)."""
+    a = ppl.sample("a", dist.Normal(0.0, 2.0))
+    ppl.sample("y", dist.Normal(a + x[:, None], 1.0), obs=y)
+
+
+@ppl.model
+def column_mean_in_plate(x, y=None):
+    a = ppl.sample("a", dist.Normal(0.0, 2.0))
+    with ppl.plate("data", x.shape[0]):
+        ppl.sample("y", dist.Normal(a + x[:, None], 1.0), obs=y)
+
+
+def test_observed_shape_that_does_not_broadcast():
+    with raises(DataError, r"regression: observed site 'y' has data of shape \(5,\).*\(6,\)"):
+        ppl.infer(regression(X, Y[:5]))
+
+
+def test_observed_shape_that_broadcasts_silently():
+    shapes = r"data of shape \(6,\).*distribution's shape \(6, 1\).*broadcast to \(6, 6\)"
+    with raises(DataError, r"observed site 'y' has " + shapes):
+        ppl.infer(column_mean(X, Y))
+    with raises(DataError, r"'y' has data of shape \(6,\).*distribution's shape \(6, 6\)"):
+        ppl.infer(column_mean_in_plate(X, Y))
+    with raises(DataError, r"'y' has data of shape \(6, 1\).*distribution's shape \(6,\)"):
+        ppl.infer(regression(X, Y[:, None]))
+
+
+def test_data_with_extra_batch_dims_or_a_scalar_is_accepted():
+    @ppl.model
+    def scalar_obs(y):
+        a = ppl.sample("a", dist.Normal())
+        with ppl.plate("data", 4):
+            ppl.sample("y", dist.Normal(a, 1.0), obs=y)
+
+    @ppl.model
+    def no_plate(y):
+        a = ppl.sample("a", dist.Normal())
+        ppl.sample("y", dist.Normal(a, 1.0), obs=y)
+
+    assert list(scalar_obs(1.0).log_density().sites) == ["a"]
+    assert list(no_plate(Y).log_density().sites) == ["a"]
+
+
+def test_full_data_in_a_subsampled_plate_says_to_index_it():
+    @ppl.model
+    def unindexed(y):
+        a = ppl.sample("a", dist.Normal())
+        with ppl.plate("data", 6, subsample_size=2):
+            ppl.sample("y", dist.Normal(a, 1.0), obs=y)
+
+    with raises(DataError, r"'y' has data of shape \(6,\).*\(2,\).*obs=data\[idx\]"):
+        ppl.infer(unindexed(Y))
+
+
+def test_nan_and_inf_in_observed_data_are_counted():
+    bad = Y.at[1].set(jnp.nan).at[4].set(jnp.inf)
+    with raises(DataError, r"regression: observed site 'y' has 2 non-finite value\(s\).* of 6"):
+        ppl.infer(regression(X, bad))
+    with raises(DataError, r"'y' has 1 non-finite"):
+        ppl.infer(regression(X, np.asarray(Y.at[0].set(-np.inf))))
+
+
+def test_nan_hidden_by_obs_mask_is_allowed():
+    @ppl.model
+    def missing(x, y, mask):
+        a = ppl.sample("a", dist.Normal(0.0, 2.0))
+        with ppl.plate("data", x.shape[0]):
+            ppl.sample("y", dist.Normal(a + x, 1.0), obs=y, obs_mask=mask)
+
+    y = Y.at[2].set(jnp.nan)
+    ld = missing(X, y, jnp.isfinite(y)).log_density()
+    value, grad = ld.value_and_grad(jnp.zeros(ld.size))
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    hides_the_wrong_one = jnp.isfinite(y).at[2].set(True).at[0].set(False)
+    with raises(DataError, r"'y_observed' has 1 non-finite"):
+        ppl.infer(missing(X, y, hides_the_wrong_one))
+
+
+def test_checks_still_apply_when_the_model_is_built_under_jit():
+    """Building a model inside jit (e.g. vmapping over datasets) checks shapes, no tracer."""
+
+    def log_density_at_zero(y):
+        return regression(X, y).log_density()(jnp.zeros(2))
+
+    with raises(DataError, r"'y' has data of shape \(5,\)"):
+        jax.jit(log_density_at_zero)(Y[:5])
+    assert np.isfinite(jax.jit(log_density_at_zero)(Y))
+
+
+# ----- the model itself ------------------------------------------------------------------
+
+
+@ppl.model
+def with_count(y=None):
+    k = ppl.sample("k", dist.Poisson(3.0))
+    ppl.sample("y", dist.Normal(k, 1.0), obs=y)
+
+
+def test_discrete_latent_site_given_to_nuts():
+    site = r"with_count: site 'k' \(Poisson, support .*\) is discrete"
+    with raises(
+        ModelError,
+        site + r", and method 'nuts' samples continuous densities only.*Marginalise it out",
+    ):
+        ppl.infer(with_count(1.0), **FAST)
+
+
+def test_discrete_site_error_suggests_methods_that_handle_discrete_sites(monkeypatch):
+    class Gibbs(Method):
+        handles_discrete = True
+
+    monkeypatch.setitem(registry._METHODS, "gibbs", Gibbs)
+    with raises(ModelError, r"site 'k'.*a method that handles discrete sites \(gibbs\)"):
+        ppl.infer(with_count(1.0), **FAST)
+
+
+def test_model_with_no_latent_sites():
+    @ppl.model
+    def all_observed(y):
+        ppl.sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+    with raises(ModelError, r"all_observed has no latent sites.*nothing to infer"):
+        ppl.infer(all_observed(0.3), **FAST)
+
+
+def test_duplicate_site_names():
+    @ppl.model
+    def twice():
+        ppl.sample("z", dist.Normal())
+        ppl.sample("z", dist.Normal())
+
+    def numpyro_twice():  # the same check covers plain NumPyro functions
+        ppl.sample("w", dist.Normal())
+        ppl.deterministic("w", 1.0)
+
+    with raises(ModelError, r"twice: two sites are named 'z'"):
+        ppl.infer(twice(), **FAST)
+    with raises(ModelError, r"numpyro_twice: two sites are named 'w'"):
+        ppl.model(numpyro_twice)().trace()
+
+
+def test_site_names_must_be_strings():
+    @ppl.model
+    def numbered():
+        ppl.sample(1, dist.Normal())
+
+    with raises(ModelError, r"site names must be strings, got 1 \(int\)"):
+        numbered().trace()
+
+
+def test_improper_prior_has_no_prior_draws():
+    @ppl.model
+    def flat():
+        ppl.sample("x", dist.ImproperUniform(dist.constraints.real, (), ()))
+
+    with raises(ModelError, r"\['x'\] have an improper prior"):
+        flat().prior(3)
+    assert list(flat().log_density().sites) == ["x"]
+
+
+# ----- plates ----------------------------------------------------------------------------
+
+
+def test_subsample_size_larger_than_the_plate():
+    @ppl.model
+    def too_big(y):
+        a = ppl.sample("a", dist.Normal())
+        with ppl.plate("data", 6, subsample_size=10) as idx:
+            ppl.sample("y", dist.Normal(a, 1.0), obs=y[idx])
+
+    with raises(ModelError, r"plate 'data': subsample_size=10 exceeds its size 6"):
+        ppl.infer(too_big(Y), **FAST)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5])
+def test_subsample_size_must_be_a_positive_integer(bad):
+    with raises(ModelError, rf"plate 'data': subsample_size={bad!r} must be a positive integer"):
+        ppl.plate("data", 6, subsample_size=bad)
+
+
+def test_plate_size_and_dim_are_checked():
+    with raises(ModelError, r"plate 'p': size=0 must be a positive integer"):
+        ppl.plate("p", 0)
+    with raises(ModelError, r"plate 'p': dim=1 must be a negative integer"):
+        ppl.plate("p", 3, dim=1)
+
+
+def test_batch_shape_that_does_not_fit_its_plate_names_the_site():
+    @ppl.model
+    def misfit():
+        with ppl.plate("groups", 5):
+            ppl.sample("theta", dist.Normal(jnp.zeros(3), 1.0))
+
+    with raises(ModelError, r"site 'theta' \(Normal, batch shape \(3,\).*'groups' \(size 5"):
+        ppl.infer(misfit(), **FAST)
