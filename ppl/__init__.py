@@ -1,5 +1,6 @@
 """ppl: probabilistic programming inference on JAX.
 
+>>> import jax.numpy as jnp
 >>> import ppl
 >>> from ppl import dist
 >>> @ppl.model

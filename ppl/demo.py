@@ -32,5 +32,5 @@ def _report(post):
     d = post.diagnostics
     print(
         f"divergences: {int(d['divergences'].sum())}, accept rate: {d['accept_rate'].mean():.2f}, "
-        f"gradient evaluations: {d['grad_evals']}, wall time: {d['wall_time']:.1f} s"
+        f"gradient evaluations: {d['grad_evals'].sum()}, wall time: {d['wall_time']:.1f} s"
     )

@@ -249,6 +249,19 @@ def test_predictive_from_a_loaded_posterior(regression, regression_nuts, predict
 # ----- ArviZ --------------------------------------------------------------------------------
 
 
+def test_predictive_leaves_out_factor_sites():
+    @ppl.model
+    def penalised(n):
+        mu = ppl.sample("mu", ppl.dist.Normal(0, 1))
+        ppl.factor("pen", -(mu**2))
+        with ppl.plate("data", n):
+            ppl.sample("y", ppl.dist.Normal(mu, 1))
+
+    post = ppl.Posterior({"mu": np.linspace(-1, 1, 6).reshape(2, 3)}, latent_sites=["mu"])
+    out = post.predictive(penalised(4))
+    assert sorted(out) == ["y"] and out["y"].shape == (2, 3, 4)
+
+
 def test_to_arviz(regression_nuts):
     idata = regression_nuts.to_arviz()
     assert isinstance(idata, az.InferenceData)

@@ -1,6 +1,7 @@
 """`@ppl.model`: a model function that binds its arguments before anything runs."""
 
 import functools
+import inspect
 import numbers
 
 import jax
@@ -219,13 +220,9 @@ class BoundModel:
                 f"{self.name}: site(s) {improper} have an improper prior (ImproperUniform), "
                 "which has no draws; give them a proper prior to draw from it"
             )
-        sites = [
-            n
-            for n, s in trace.items()
-            if (s["type"] == "sample" and not isinstance(s["fn"], Unit))
-            or s["type"] == "deterministic"
-        ]
-        draws = Predictive(self, num_samples=int(num_samples), return_sites=sites)(_key(seed))
+        draws = Predictive(self, num_samples=int(num_samples), return_sites=value_sites(trace))(
+            _key(seed)
+        )
         return dict(draws)
 
     def condition(self, data):
@@ -253,6 +250,24 @@ class BoundModel:
         return LogDensity(self)
 
 
+def value_sites(trace):
+    """Names of the sites that carry values: sample sites (not factors) and deterministic ones."""
+    return [
+        n
+        for n, s in trace.items()
+        if (s["type"] == "sample" and not isinstance(s["fn"], Unit)) or s["type"] == "deterministic"
+    ]
+
+
+def _example_call(fn):
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return "model(x, y=y)"
+    args = [p.name if p.default is p.empty else f"{p.name}=..." for p in params]
+    return f"{getattr(fn, '__name__', 'model')}({', '.join(args)})"
+
+
 def as_bound_model(obj):
     """Accept a BoundModel; explain the fix for anything else."""
     if isinstance(obj, BoundModel):
@@ -260,11 +275,12 @@ def as_bound_model(obj):
     if isinstance(obj, Model):
         raise ModelError(
             f"{obj!r} is not bound to data yet: call it with its arguments first, "
-            f"e.g. ppl.infer({obj.__name__}(x, y=y), ...)"
+            f"e.g. ppl.infer({_example_call(obj.fn)}, ...)"
         )
     if callable(obj):
         raise ModelError(
             f"{getattr(obj, '__name__', obj)!r} is a plain function: wrap and bind it, "
-            "e.g. ppl.infer(ppl.model(fn)(x, y=y), ...)"
+            f"e.g. ppl.infer(ppl.model({getattr(obj, '__name__', 'fn')})"
+            f"{_example_call(obj)[len(getattr(obj, '__name__', 'model')) :]}, ...)"
         )
     raise ModelError(f"expected a bound model, got {type(obj).__name__}")

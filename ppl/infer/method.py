@@ -1,5 +1,7 @@
 """The base of every method object that `infer()` accepts."""
 
+import numbers
+
 from ppl.core.logdensity import INIT_STRATEGIES
 from ppl.errors import OptionError
 
@@ -35,3 +37,11 @@ class Method:
 
     def run(self, model, **common):
         raise NotImplementedError
+
+
+def check_option(method, field, test, requirement, integer=False):
+    """Raise an OptionError unless `method.field` is a number (not bool) passing `test`."""
+    value = getattr(method, field)
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not test(value):
+        raise OptionError(f"{type(method).__name__}: {field}={value!r} must be {requirement}")

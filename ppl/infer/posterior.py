@@ -7,7 +7,7 @@ import jax
 import numpy as np
 from numpyro.infer import Predictive
 
-from ppl.core.model import as_bound_model
+from ppl.core.model import as_bound_model, value_sites
 from ppl.errors import PPLError
 from ppl.infer.summary import summarize
 
@@ -81,13 +81,10 @@ class Posterior:
         """
         model = as_bound_model(model)
         draws = {n: self.flat(n) for n in self.latent_sites}
-        out = Predictive(model, posterior_samples=draws)(jax.random.key(seed))
+        sites = [n for n in value_sites(model.trace(seed)) if n not in self.latent_sites]
+        out = Predictive(model, posterior_samples=draws, return_sites=sites)(jax.random.key(seed))
         shape = (self.num_chains, self.num_samples)
-        return {
-            k: np.asarray(v).reshape(shape + v.shape[1:])
-            for k, v in out.items()
-            if k not in self.latent_sites
-        }
+        return {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in out.items()}
 
     def save(self, path):
         """Write everything to one `.npz` file; `ppl.load(path)` restores it."""

@@ -83,7 +83,7 @@ class MCMCMethod(Method):
         diag = {
             "accept_rate": stats["accept_prob"].mean(axis=1),
             "step_size": np.asarray(state.adapt.step_size),
-            "grad_evals": int(np.asarray(state.grad_evals).sum()),
+            "grad_evals": np.asarray(state.grad_evals),
             "wall_time": total_time,
             "warmup_time": timings.get("warmup", 0.0),
             "sampling_time": timings.get("sample", 0.0),

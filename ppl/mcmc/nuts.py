@@ -13,7 +13,7 @@ from numpyro.infer.hmc_util import (
     velocity_verlet,
 )
 
-from ppl.errors import OptionError
+from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.adaptation import adaptive
 from ppl.mcmc.method import MCMCMethod
@@ -82,12 +82,9 @@ class NUTS(MCMCMethod):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 < self.target_accept < 1:
-            raise OptionError(f"NUTS: target_accept={self.target_accept} must lie in (0, 1)")
-        if not (isinstance(self.max_tree_depth, int) and self.max_tree_depth >= 1):
-            raise OptionError(f"NUTS: max_tree_depth={self.max_tree_depth!r} must be an int >= 1")
-        if not self.step_size > 0:
-            raise OptionError(f"NUTS: step_size={self.step_size} must be positive")
+        check_option(self, "target_accept", lambda v: 0 < v < 1, "a number in (0, 1)")
+        check_option(self, "max_tree_depth", lambda v: v >= 1, "an integer >= 1", integer=True)
+        check_option(self, "step_size", lambda v: v > 0, "a positive number")
 
     def kernel(self, logdensity, num_warmup):
         return adaptive(

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc_util import IntegratorState
 
-from ppl.errors import OptionError
+from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.adaptation import adaptive
 from ppl.mcmc.method import MCMCMethod
@@ -63,8 +63,7 @@ class RWMH(MCMCMethod):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 < self.target_accept < 1:
-            raise OptionError(f"RWMH: target_accept={self.target_accept} must lie in (0, 1)")
+        check_option(self, "target_accept", lambda v: 0 < v < 1, "a number in (0, 1)")
 
     def kernel(self, logdensity, num_warmup):
         return adaptive(
