@@ -8,10 +8,11 @@ from ppl import examples
 
 def main(num_samples=1000, num_chains=4, seed=0):
     t0 = time.perf_counter()
-    print("== eight schools (NUTS, non-centred) ==")
+    print("== eight schools (NUTS, non-centred, target_accept=0.95) ==")
     post = ppl.infer(
         examples.eight_schools(examples.EIGHT_SCHOOLS_SIGMA, y=examples.EIGHT_SCHOOLS_Y),
-        method="nuts", num_samples=num_samples, num_chains=num_chains, seed=seed,
+        method=ppl.mcmc.NUTS(target_accept=0.95),
+        num_samples=num_samples, num_chains=num_chains, seed=seed,
     )  # fmt: skip
     print(post.summary(["mu", "tau", "theta"]))
     _report(post)
