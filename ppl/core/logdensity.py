@@ -44,10 +44,22 @@ class Site:
     distribution: str
     dtype: str
     support: object = field(compare=False, hash=False, repr=False)
+    #: The finite support of a discrete site (same for every element), else None.
+    support_values: tuple | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def size(self):
         return int(np.prod(self.unconstrained_shape, dtype=int))
+
+
+def _support_values(fn):
+    if not (fn.support.is_discrete and fn.has_enumerate_support):
+        return None
+    try:
+        values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
+    except (NotImplementedError, ValueError):
+        return None
+    return tuple(values.tolist())
 
 
 def _log_det_site(name):
@@ -82,7 +94,7 @@ class LogDensity:
             ushape = value.shape if discrete else biject_to(support).inverse_shape(value.shape)
             site = Site(
                 name, value.shape, tuple(ushape), offset, discrete,
-                type(s["fn"]).__name__, str(value.dtype), support,
+                type(s["fn"]).__name__, str(value.dtype), support, _support_values(s["fn"]),
             )  # fmt: skip
             sites.append(site)
             offset += site.size
@@ -262,6 +274,12 @@ class LogDensity:
         _, z, _ = jax.lax.while_loop(cond, body, (key, self._propose(sub, strategy, radius), 0))
         return z, finite(z)
 
+    def restrict(self, names, z):
+        """This density as a function of the sites `names` alone, the others held at `z`."""
+        from ppl.core.conditional import ConditionalDensity
+
+        return ConditionalDensity(self, tuple(names), z)
+
     # ----- checks -----------------------------------------------------------------
 
     def require_continuous(self, method, alternatives=None):
@@ -270,27 +288,7 @@ class LogDensity:
         `alternatives`: names of methods that do handle discrete sites (default: the
         registered methods with `handles_discrete = True`).
         """
-        if not self.discrete_sites:
-            return
-        if alternatives is None:
-            from ppl.infer.registry import discrete_method_names
-
-            alternatives = discrete_method_names()
-        name, *others = self.discrete_sites
-        s = self.sites[name]
-        suggest = (
-            f"or sample it with a method that handles discrete sites ({', '.join(alternatives)})"
-            if alternatives
-            else "or replace it by a continuous relaxation (no installed method samples "
-            "discrete sites yet)"
-        )
-        raise ModelError(
-            f"{self.model.name}: site '{name}' ({s.distribution}, support {s.support}) is "
-            + (f"discrete (as are {others}), " if others else "discrete, ")
-            + f"and method '{method}' samples continuous densities only. Marginalise it "
-            "out in the model (e.g. dist.MixtureSameFamily for mixture assignments, or sum "
-            f"over its values inside a ppl.factor), {suggest}."
-        )
+        require_continuous(self, method, alternatives)
 
     def check_finite_start(self, found):
         bad = np.flatnonzero(~np.asarray(found))
@@ -307,3 +305,29 @@ def _constrain_site(unconstrained, discrete, site):
     if site["type"] == "sample" and site["name"] in discrete:
         return unconstrained[site["name"]].astype(discrete[site["name"]])
     return _unconstrain_reparam(unconstrained, site)
+
+
+def require_continuous(density, method, alternatives=None):
+    """Raise a clear error if `method` (continuous densities only) meets a discrete site of
+    `density` (a LogDensity or a ConditionalDensity)."""
+    if not density.discrete_sites:
+        return
+    if alternatives is None:
+        from ppl.infer.registry import discrete_method_names
+
+        alternatives = discrete_method_names()
+    name, *others = density.discrete_sites
+    s = density.sites[name]
+    suggest = (
+        f"or sample it with a method that handles discrete sites ({', '.join(alternatives)})"
+        if alternatives
+        else "or replace it by a continuous relaxation (no installed method samples "
+        "discrete sites yet)"
+    )
+    raise ModelError(
+        f"{density.model.name}: site '{name}' ({s.distribution}, support {s.support}) is "
+        + (f"discrete (as are {others}), " if others else "discrete, ")
+        + f"and method '{method}' samples continuous densities only. Marginalise it "
+        "out in the model (e.g. dist.MixtureSameFamily for mixture assignments, or sum "
+        f"over its values inside a ppl.factor), {suggest}."
+    )

@@ -37,7 +37,9 @@ def did_you_mean(name, valid):
 
 
 def resolve(method):
-    """A method object from a registered name or an instance of a registered class."""
+    """A method object from a registered name, or any method object (a `Method`) as is."""
+    from ppl.infer.method import Method
+
     if isinstance(method, str):
         if method not in _METHODS:
             raise OptionError(
@@ -45,9 +47,9 @@ def resolve(method):
                 f"valid methods are {', '.join(method_names())}"
             )
         return _METHODS[method]()
-    if isinstance(method, tuple(_METHODS.values())):
+    if isinstance(method, Method):
         return method
-    if isinstance(method, type) and method in _METHODS.values():
+    if isinstance(method, type) and issubclass(method, Method):
         raise OptionError(f"pass an instance, e.g. method={method.__name__}(), not the class")
     raise OptionError(
         f"method must be a name ({', '.join(method_names())}) or a method object such as "

@@ -1,8 +1,18 @@
-"""MCMC kernels and method objects: `NUTS` ("nuts"), `RWMH` ("rwmh")."""
+"""MCMC kernels, method objects and combinators.
 
-from ppl.mcmc.adaptation import MCMCState, adaptive
+Methods: `NUTS` ("nuts"), `RWMH` ("rwmh"). Combinators: `cycle`, `mixture`,
+`repeat`, `blocks` build new methods from these.
+"""
+
+from ppl.mcmc.adaptation import adaptive
+from ppl.mcmc.combinators import Blocks, Cycle, Mixture, Repeat, blocks, cycle, mixture, repeat
+from ppl.mcmc.kernel import Kernel, MCMCState, handover, plain_kernel
 from ppl.mcmc.method import MCMCMethod
 from ppl.mcmc.nuts import NUTS, nuts_proposal
 from ppl.mcmc.rwmh import RWMH, rwmh_proposal
 
-__all__ = ["MCMCState", "adaptive", "MCMCMethod", "NUTS", "nuts_proposal", "RWMH", "rwmh_proposal"]
+__all__ = [
+    "adaptive", "Blocks", "Cycle", "Mixture", "Repeat", "blocks", "cycle", "mixture",
+    "repeat", "Kernel", "MCMCState", "handover", "plain_kernel", "MCMCMethod", "NUTS",
+    "nuts_proposal", "RWMH", "rwmh_proposal",
+]  # fmt: skip

@@ -2,18 +2,15 @@
 
 A kernel here is a *proposal*: `propose(key, point, step_size, inverse_mass_matrix,
 mass_matrix_sqrt) -> (point, info)` with `info.accept_prob`. `adaptive()` wraps
-it into an `Algorithm` whose state carries NumPyro's warmup adapter (dual
+it into a `Kernel` whose state carries NumPyro's warmup adapter (dual
 averaging on the step size, Welford estimates of the mass matrix in doubling
 windows), updated during the first `num_warmup` steps and frozen after.
 """
-
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import (
-    HMCAdaptState,
     IntegratorState,
     dual_averaging,
     euclidean_kinetic_energy,
@@ -21,20 +18,9 @@ from numpyro.infer.hmc_util import (
     warmup_adapter,
 )
 
-from ppl.infer.algorithm import Algorithm
+from ppl.mcmc.kernel import Kernel, MCMCState, evaluator, refresher
 
-__all__ = ["MCMCState", "adaptive", "point_at"]
-
-
-class MCMCState(NamedTuple):
-    """One chain: iteration, position, potential and its gradient, adapter, gradient count."""
-
-    i: jax.Array
-    z: jax.Array
-    potential_energy: jax.Array
-    z_grad: jax.Array
-    adapt: HMCAdaptState
-    grad_evals: jax.Array
+__all__ = ["adaptive", "point_at"]
 
 
 def point_at(state):
@@ -108,10 +94,7 @@ def adaptive(
         log_step = jnp.where(i == num_warmup - 1, ss[1], ss[0])  # the average at the end
         return new._replace(step_size=jnp.exp(log_step), ss_state=ss)
 
-    def evaluate(z):
-        if uses_gradient:
-            return jax.value_and_grad(potential)(z)
-        return potential(z), jnp.zeros_like(z)
+    evaluate = evaluator(potential, uses_gradient)
 
     def init(key, z):
         pe, grad = evaluate(z)
@@ -140,4 +123,4 @@ def adaptive(
         )  # fmt: skip
         return new, info
 
-    return Algorithm(init, step)
+    return Kernel(init, step, refresher(evaluate, uses_gradient), uses_gradient)

@@ -32,6 +32,29 @@ def _collect(state, info):
     return state.z, -state.potential_energy, info
 
 
+def _step_sizes(adapt, prefix=""):
+    """Final step sizes per chain, of a kernel or of each part of a combined kernel."""
+    if hasattr(adapt, "step_size"):
+        return {f"{prefix}step_size": np.asarray(adapt.step_size)}
+    out = {}
+    if isinstance(adapt, tuple):
+        for j, part in enumerate(adapt):
+            out.update(_step_sizes(getattr(part, "adapt", None), f"{prefix}{j}."))
+    return out
+
+
+def flat_stats(info, prefix=""):
+    """Per-draw statistics as name -> array; parts of combined kernels get "j." prefixes."""
+    out = {}
+    for k, v in info._asdict().items():
+        if k == "parts":
+            for j, part in enumerate(v):
+                out.update(flat_stats(part, f"{prefix}{j}."))
+        else:
+            out[prefix + k] = np.asarray(v)
+    return out
+
+
 @jax.jit
 def _constrained_values(logdensity, zs):
     return jax.vmap(jax.vmap(logdensity.values))(zs)
@@ -50,7 +73,12 @@ class MCMCMethod(Method):
     common_options = Method.common_options + ("num_warmup",)
 
     def kernel(self, logdensity, num_warmup):
+        """The kernel on `logdensity` (a LogDensity or a ConditionalDensity of a block)."""
         raise NotImplementedError
+
+    def check(self, logdensity):
+        """Refuse up front a density this method cannot sample (default: discrete sites)."""
+        logdensity.require_continuous(self.name or type(self).__name__)
 
     def kernel_diagnostics(self, stats):
         return {}
@@ -58,7 +86,7 @@ class MCMCMethod(Method):
     def run(self, model, *, num_samples, num_warmup, num_chains, seed, progress):
         t0 = time.perf_counter()
         ld = model.log_density()
-        ld.require_continuous(self.name)
+        self.check(ld)
         program = MCMCProgram(self, num_warmup)
         key_init, key_run = jax.random.split(seed)
         state, found = _start(program, ld, jax.random.split(key_init, num_chains))
@@ -68,7 +96,7 @@ class MCMCMethod(Method):
             program, ld, state, jax.random.split(key_run, num_chains), phases, progress=progress
         )
         samples = _constrained_values(ld, zs)
-        stats = {"lp": lp, **{k: np.asarray(v) for k, v in stats._asdict().items()}}
+        stats = {"lp": lp, **flat_stats(stats)}
         diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0)
         return Posterior(
             {k: np.asarray(v) for k, v in samples.items()},
@@ -82,14 +110,15 @@ class MCMCMethod(Method):
     def _diagnostics(self, state, stats, timings, total_time):
         diag = {
             "accept_rate": stats["accept_prob"].mean(axis=1),
-            "step_size": np.asarray(state.adapt.step_size),
+            **_step_sizes(state.adapt),
             "grad_evals": np.asarray(state.grad_evals),
             "wall_time": total_time,
             "warmup_time": timings.get("warmup", 0.0),
             "sampling_time": timings.get("sample", 0.0),
         }
-        if "diverging" in stats:
-            diag["divergences"] = stats["diverging"].sum(axis=1)
+        diverging = [v for k, v in stats.items() if k.split(".")[-1] == "diverging"]
+        if diverging:
+            diag["divergences"] = sum(v.sum(axis=1) for v in diverging)
             total = int(diag["divergences"].sum())
             if total:
                 warnings.warn(
