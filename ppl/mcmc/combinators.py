@@ -29,6 +29,18 @@ class CombinedInfo(NamedTuple):
     parts: Any
 
 
+class MixtureInfo(NamedTuple):
+    accept_prob: jax.Array
+    num_grad_evals: jax.Array
+    parts: Any
+    choice: jax.Array
+
+
+def _applied_only(info, applied):
+    """Boolean statistics (e.g. divergences) count only for the proposal that was applied."""
+    return jax.tree.map(lambda v: v & applied if v.dtype == jnp.bool_ else v, info)
+
+
 def _combine(state, new_parts, infos, z, pe, grad):
     grad_evals = sum(s.grad_evals for s in new_parts)
     info = CombinedInfo(
@@ -82,7 +94,9 @@ def mixture_kernels(probs, kernels):
 
     Under vectorized chains each chain picks its own kernel, so every kernel's step
     is computed for all chains and the picked one kept: the cost is the sum of the
-    kernels' costs, the result exact.
+    kernels' costs, the result exact. The parts' per-draw statistics describe every
+    proposal, applied or not (boolean ones, e.g. `diverging`, only where applied);
+    the stat `choice` says which part moved the chain.
     """
     valid_out = all(k.uses_gradient for k in kernels)
     probs = jnp.asarray(probs)
@@ -102,9 +116,10 @@ def mixture_kernels(probs, kernels):
         )
         z, pe = chosen([m[0].z for m in moved]), chosen([m[0].potential_energy for m in moved])
         grad = chosen([m[0].z_grad for m in moved])
-        new, info = _combine(state, parts, [m[1] for m in moved], z, pe, grad)
+        infos = [_applied_only(m[1], pick == j) for j, m in enumerate(moved)]
+        new, info = _combine(state, parts, infos, z, pe, grad)
         accept = chosen([jnp.asarray(m[1].accept_prob, jnp.float32) for m in moved])
-        return new, info._replace(accept_prob=accept)
+        return new, MixtureInfo(accept, info.num_grad_evals, info.parts, pick)
 
     return _shared_kernel(kernels, step, valid_out)
 

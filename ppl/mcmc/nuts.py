@@ -16,6 +16,7 @@ from numpyro.infer.hmc_util import (
 from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.adaptation import adaptive
+from ppl.mcmc.diagnostics import check_tree_depth
 from ppl.mcmc.method import MCMCMethod
 
 __all__ = ["NUTS", "NUTSInfo", "nuts_proposal"]
@@ -99,8 +100,13 @@ class NUTS(MCMCMethod):
         )
 
     def kernel_diagnostics(self, stats):
+        """Mean tree depth and draws that hit `max_tree_depth`, per chain; a warning
+        when more than 1% of a chain's draws hit it."""
         depth = stats["tree_depth"]
+        hits = (depth >= self.max_tree_depth).sum(axis=1)
+        message = check_tree_depth(hits, depth.shape[1], self.max_tree_depth)
         return {
             "tree_depth": depth.mean(axis=1),
-            "max_tree_depth_hits": (depth >= self.max_tree_depth).sum(axis=1),
+            "max_tree_depth_hits": hits,
+            "warnings": [message] if message else [],
         }

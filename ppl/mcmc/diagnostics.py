@@ -1,0 +1,348 @@
+"""What a user should hear about after an MCMC run, in `post.diagnostics` and as warnings.
+
+Each problem found is one line of `diagnostics["warnings"]` and one `SamplingWarning`
+that points at the user's `ppl.infer(...)` line. The thresholds are Stan's and ArviZ's:
+
+- divergent transitions: any (Betancourt 2017: the sampler missed a region of high
+  curvature, so the draws may be biased);
+- E-BFMI < 0.3 in a chain (Betancourt 2016): momentum resampling barely moves the
+  energy, so the tails are explored slowly (heavy tails, funnels);
+- max tree depth hit on more than 1% of a chain's draws: trajectories cut short
+  (a rare hit is harmless; Stan reports every hit, we warn once it is not rare);
+- split R-hat > 1.01 (Vehtari et al. 2021, rank-normalised, larger of bulk and folded);
+- bulk or tail ESS < 100 per chain, i.e. < 100 * num_chains over the run (Vehtari et al.
+  2021's rule, also rstan's): below it the MC error of means or quantiles is unreliable.
+
+Acceptance rates are reported per chain (and per part of a combined kernel) but not
+warned about: a well-adapted kernel sits near its target by construction, and a
+stuck chain shows up in R-hat and ESS, as in Stan, ArviZ and NumPyro.
+
+R-hat is computed with any number of chains, one included: split R-hat compares the
+halves of each chain, so a single chain still shows drift (not multimodality).
+"""
+
+import os
+import sys
+import warnings
+
+import numpy as np
+from scipy.fft import next_fast_len
+
+from ppl.infer.summary import ess_bulk, ess_tail, r_hat
+
+__all__ = [
+    "SamplingWarning", "warn", "e_bfmi", "check_energy", "check_tree_depth",
+    "check_convergence", "check_run",
+    "E_BFMI_MIN", "TREE_DEPTH_SHARE", "R_HAT_MAX", "ESS_PER_CHAIN",
+]  # fmt: skip
+
+E_BFMI_MIN = 0.3
+TREE_DEPTH_SHARE = 0.01
+R_HAT_MAX = 1.01
+ESS_PER_CHAIN = 100
+# Sites with more components than this are screened before exact checks (`_site_stats`).
+EXACT_COMPONENTS = 64
+_CHUNK_VALUES = 2**21  # values per vectorised block (16 MB of float64)
+_NAMES_SHOWN = 6
+
+_INSIDE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # .../ppl/
+
+
+class SamplingWarning(UserWarning):
+    """A problem with an inference run (divergences, poor mixing, no convergence)."""
+
+
+def warn(message):
+    """Warn, attributed to the first caller outside the `ppl` package (the user's
+    `ppl.infer` line) however deep inside ppl the check runs."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SamplingWarning, stacklevel=level)
+
+
+def _chains(flags):
+    return ", ".join(str(c) for c in np.flatnonzero(flags))
+
+
+# ----- per-draw statistics of the kernels ---------------------------------------------
+
+
+def e_bfmi(energy):
+    """Energy Bayesian fraction of missing information per chain, of energies shaped
+    (chains, draws): mean squared change between draws over the energy's variance
+    (ddof=1, as ArviZ's `bfmi`). Near 1 (2 for independent draws) is healthy."""
+    energy = np.asarray(energy, dtype=np.float64)
+    if energy.shape[1] < 3:
+        return np.full(energy.shape[0], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.square(np.diff(energy, axis=1)).mean(axis=1) / energy.var(axis=1, ddof=1)
+
+
+def check_energy(energy):
+    """E-BFMI per chain and a message when any chain is below `E_BFMI_MIN`."""
+    value = e_bfmi(energy)
+    low = value < E_BFMI_MIN
+    if not low.any():
+        return value, None
+    shown = ", ".join(f"{v:.2f}" for v in value[low])
+    return value, (
+        f"E-BFMI below {E_BFMI_MIN} in chain(s) {_chains(low)} ({shown}): momentum "
+        "resampling barely changes the energy, so the sampler explores the tails of the "
+        "posterior slowly (typical of heavy tails and funnels). Reparameterise the model, "
+        "e.g. non-centred hierarchical scales."
+    )
+
+
+def check_tree_depth(hits, num_draws, max_tree_depth):
+    """A message when more than `TREE_DEPTH_SHARE` of a chain's draws hit the max tree depth."""
+    share = np.asarray(hits) / max(num_draws, 1)
+    over = share > TREE_DEPTH_SHARE
+    if not over.any():
+        return None
+    shown = ", ".join(f"{s:.0%}" for s in share[over])
+    return (
+        f"{int(np.sum(hits))} draws hit max_tree_depth={max_tree_depth}; more than "
+        f"{TREE_DEPTH_SHARE:.0%} of the draws of chain(s) {_chains(over)} ({shown}), so "
+        "trajectories were cut short and the sampler moves less per draw than it could. "
+        f"Raise max_tree_depth (e.g. NUTS(max_tree_depth={max_tree_depth + 2})), use "
+        "NUTS(dense_mass=True) for correlated posteriors, or reparameterise the model."
+    )
+
+
+# ----- convergence of the draws ---------------------------------------------------------
+
+
+def _labels(name, shape):
+    """Component names as in `Posterior.summary()`: `theta`, `theta[3]`, `L[0,1]`."""
+    return [name if not i else f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
+
+
+def _split(x):
+    """(..., chains, draws) -> (..., 2 * chains, draws // 2): each chain's halves as chains."""
+    half = x.shape[-1] // 2
+    return np.concatenate([x[..., :half], x[..., x.shape[-1] - half :]], axis=-2)
+
+
+def _rhat_screen(x):
+    """Split R-hat of each row of (K, chains, draws), no ranks."""
+    x = _split(x)
+    n = x.shape[-1]
+    within = x.var(axis=-1, ddof=1).mean(axis=-1)
+    return np.sqrt((within * (n - 1) / n + x.mean(axis=-1).var(axis=-1, ddof=1)) / within)
+
+
+def _ess_screen(x):
+    """Split-chain ESS of each row of (K, chains, draws): Geyer's initial monotone
+    sequence as in NumPyro (FFT autocovariance), vectorised over rows."""
+    x = _split(x)
+    m, n = x.shape[-2:]
+    centred = x - x.mean(axis=-1, keepdims=True)
+    spectrum = np.fft.rfft(centred, n=next_fast_len(2 * n), axis=-1)
+    acov = np.fft.irfft(spectrum * spectrum.conj(), axis=-1)[..., :n] / n
+    within = acov[..., 0].mean(axis=-1) * n / (n - 1)
+    var_plus = within * (n - 1) / n + x.mean(axis=-1).var(axis=-1, ddof=1)
+    rho = 1.0 - (within[:, None] - acov.mean(axis=-2)) / var_plus[:, None]
+    rho[:, 0] = 1.0
+    pairs = rho[:, : n - n % 2 : 2] + rho[:, 1::2]
+    positive = np.cumprod(pairs > 0, axis=-1).astype(bool)  # initial positive sequence
+    pairs = np.minimum.accumulate(np.where(positive, pairs, 0.0), axis=-1)
+    return m * n / (-1.0 + 2.0 * pairs.sum(axis=-1))
+
+
+def _screen(x):
+    """Cheap vectorised stand-ins for (r_hat, ess_bulk, ess_tail) of each row of draws
+    (K, chains, draws): split R-hat of the draws and of their distance to the median,
+    ESS of the draws and of the 5% / 95% quantile indicators; no ranks (sorting is most
+    of the exact statistics' cost)."""
+    flat = x.reshape(x.shape[0], -1)
+    with np.errstate(all="ignore"):  # broken components give NaN, dropped by the caller
+        median = np.median(flat, axis=1)[:, None, None]
+        q05, q95 = np.quantile(flat, [0.05, 0.95], axis=1)[..., None, None]
+        rhat = np.maximum(_rhat_screen(x), _rhat_screen(np.abs(x - median)))
+        tail = np.minimum(_ess_screen((x <= q05) * 1.0), _ess_screen((x <= q95) * 1.0))
+        return rhat, _ess_screen(x), tail
+
+
+def _site_stats(x):
+    """(r_hat, ess_bulk, ess_tail) per component of draws (chains, draws, K).
+
+    Cost control: the exact statistics (those of `Posterior.summary()`) cost about
+    2.5 ms per component at 4 x 1000 draws, mostly ranking. Sites of up to
+    `EXACT_COMPONENTS` components get them for every component. Larger sites are
+    screened first by `_screen` (vectorised, ~5x cheaper, in blocks of `_CHUNK_VALUES`
+    values), and only the `EXACT_COMPONENTS` worst under each of its three statistics get
+    the exact values; the others keep their screen values. So the worst values and the
+    names in warnings are exact (barring a screen that misorders near-ties), while
+    counts of flagged components of a large site are approximate.
+    """
+    num_components = x.shape[-1]
+    out = np.full((3, num_components), np.nan)
+    if x.shape[1] < 4:  # too few draws to split: no statistic, as in `ppl.infer.summary`
+        return out
+    if num_components <= EXACT_COMPONENTS:
+        checked = range(num_components)
+    else:
+        block = max(1, _CHUNK_VALUES // (x.shape[0] * x.shape[1]))
+        chunks = [
+            _screen(np.ascontiguousarray(np.moveaxis(x[..., i : i + block], -1, 0)))
+            for i in range(0, num_components, block)
+        ]
+        out[:] = [np.concatenate(c) for c in zip(*chunks)]
+        badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=-np.inf)
+        checked = np.unique(np.argsort(badness, axis=1)[:, :EXACT_COMPONENTS])
+    for i in checked:
+        xi = x[..., i]
+        out[:, i] = r_hat(xi), ess_bulk(xi), ess_tail(xi)
+    invalid = ~np.all(np.isfinite(x), axis=(0, 1)) | (np.ptp(x, axis=(0, 1)) == 0)
+    out[:, invalid] = np.nan  # as `ppl.infer.summary`: no statistic of constant or broken draws
+    return out
+
+
+def _worst(items, reverse):
+    """'theta[3]: 1.052, tau: 1.013 and 4 more', worst first."""
+    items = sorted(items, key=lambda kv: kv[1], reverse=reverse)
+    fmt = "{:.3f}" if reverse else "{:.0f}"
+    shown = ", ".join(f"{k}: {fmt.format(v)}" for k, v in items[:_NAMES_SHOWN])
+    more = len(items) - _NAMES_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def check_convergence(samples):
+    """R-hat and bulk/tail ESS over every component of `samples` (name -> (chains,
+    draws, ...)): their worst values and one message per kind of failure."""
+    labels, rhat, bulk, tail = [], [], [], []
+    num_chains = None
+    for name, value in samples.items():
+        value = np.asarray(value)
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+            continue
+        num_chains = value.shape[0]
+        x = value.astype(np.float64).reshape(value.shape[:2] + (-1,))
+        if x.shape[-1] == 0:
+            continue
+        labels += _labels(name, value.shape[2:])
+        for out, v in zip((rhat, bulk, tail), _site_stats(x)):
+            out.append(v)
+    if not labels:
+        return {"r_hat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan}, []
+    rhat, bulk, tail = (np.concatenate(v) for v in (rhat, bulk, tail))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no valid component
+        diag = {
+            "r_hat_max": float(np.nanmax(rhat)),
+            "ess_bulk_min": float(np.nanmin(bulk)),
+            "ess_tail_min": float(np.nanmin(tail)),
+        }
+    messages = []
+    bad = [(k, v) for k, v in zip(labels, rhat) if v > R_HAT_MAX]
+    if bad:
+        messages.append(
+            f"r_hat > {R_HAT_MAX} for {len(bad)} of {len(labels)} components "
+            f"({_worst(bad, reverse=True)}): the chains disagree, so the draws do not yet "
+            "represent the posterior. Run a longer warmup (num_warmup), look for several "
+            "modes, or reparameterise the model."
+        )
+    threshold = ESS_PER_CHAIN * num_chains
+    what = {"bulk": "means and medians", "tail": "quantiles and intervals (e.g. 5%, 95%)"}
+    for kind, values in (("bulk", bulk), ("tail", tail)):
+        low = [(k, v) for k, v in zip(labels, values) if v < threshold]
+        if low:
+            messages.append(
+                f"ess_{kind} < {threshold} ({ESS_PER_CHAIN} per chain x {num_chains} "
+                f"chain{'s' * (num_chains != 1)}) "
+                f"for {len(low)} of {len(labels)} components ({_worst(low, reverse=False)}): "
+                f"the Monte Carlo error of posterior {what[kind]} is unreliable. Draw more "
+                "samples (num_samples) or reparameterise the model."
+            )
+    return diag, messages
+
+
+# ----- one run ----------------------------------------------------------------------
+
+
+def _label(method):
+    return method.name or type(method).__name__
+
+
+def _children(method):
+    """Sub-methods of a combinator in the order of its kernel's parts ("0.", "1.", ...):
+    the method objects in its fields, read in field order and through tuples (so
+    `Cycle.methods`, `Mixture.weighted`, `Repeat.method` and `Blocks.parts` all work)."""
+
+    def found(value):
+        if hasattr(value, "kernel_diagnostics"):
+            return [value]
+        if isinstance(value, (tuple, list)):
+            return [m for v in value for m in found(v)]
+        return []
+
+    fields = getattr(method, "__dataclass_fields__", {})
+    return [m for f in fields for m in found(getattr(method, f))]
+
+
+def _parts(method, prefix=""):
+    """(stat prefix, method) for the method and, recursively, the parts of combinators."""
+    yield prefix, method
+    for j, child in enumerate(_children(method)):
+        yield from _parts(child, f"{prefix}{j}.")
+
+
+def check_run(method, stats, samples=None):
+    """Diagnostics of one MCMC run from its per-draw `stats` (name -> (chains, draws),
+    parts of combined kernels as "j.name") and, when given, its `samples` (latent sites).
+
+    Returns the dict that `post.diagnostics` is updated with; its "warnings" holds one
+    message per problem found (the caller warns with each).
+    """
+    label, parts = _label(method), dict(_parts(method))
+
+    def where(prefix):  # "nuts", or "Cycle part 0.1 (nuts)" for a part of a combined kernel
+        if not prefix:
+            return label
+        part = parts.get(prefix)
+        return f"{label} part {prefix[:-1]}" + (f" ({_label(part)})" if part else "")
+
+    diag, messages = {}, []
+    for key, value in stats.items():
+        if key.endswith(".accept_prob"):  # parts of combined kernels
+            diag[key[: -len("accept_prob")] + "accept_rate"] = value.mean(axis=1)
+
+    diverging = [v for k, v in stats.items() if k.split(".")[-1] == "diverging"]
+    if diverging:
+        diag["divergences"] = sum(v.sum(axis=1) for v in diverging)
+        total = int(diag["divergences"].sum())
+        if total:
+            messages.append(
+                f"{label}: {total} divergent transitions after warmup (per chain: "
+                f"{diag['divergences'].tolist()}); the draws may be biased. Raise "
+                "target_accept (e.g. 0.95) or reparameterise the model (e.g. non-centred "
+                "hierarchical scales)."
+            )
+    bad = int((~np.isfinite(stats["lp"])).sum())
+    diag["nonfinite_draws"] = bad
+    if bad:
+        messages.append(f"{label}: {bad} draws have a non-finite log density")
+
+    for key, value in stats.items():
+        if key.split(".")[-1] == "energy":
+            prefix = key[: -len("energy")]
+            diag[prefix + "e_bfmi"], message = check_energy(value)
+            if message:
+                messages.append(f"{where(prefix)}: {message}")
+
+    for prefix, part in parts.items():
+        own = {k[len(prefix) :]: v for k, v in stats.items() if k.startswith(prefix)}
+        own = {k: v for k, v in own.items() if "." not in k}
+        if prefix and not own:
+            continue  # not a part of this kernel's stats after all
+        extra = dict(part.kernel_diagnostics(own))
+        messages += [f"{where(prefix)}: {m}" for m in extra.pop("warnings", ())]
+        diag.update({prefix + k: v for k, v in extra.items()})
+
+    if samples is not None:
+        convergence, found = check_convergence(samples)
+        diag.update(convergence)
+        messages += [f"{label}: {m}" for m in found]
+    diag["warnings"] = messages
+    return diag
