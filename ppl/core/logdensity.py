@@ -18,7 +18,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Unit
+from numpyro.distributions import Independent, Unit
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
@@ -53,6 +53,8 @@ class Site:
 
 
 def _support_values(fn):
+    while isinstance(fn, Independent):
+        fn = fn.base_dist
     if not (fn.support.is_discrete and fn.has_enumerate_support):
         return None
     try:
@@ -203,6 +205,10 @@ class LogDensity:
         trace = self._run(z, key)[2]
         return {n: trace[n]["value"] for n in self.sites}
 
+    def trace(self, z, key=None):
+        """The model's trace at `z`: site values, distributions and Jacobian factor sites."""
+        return self._run(z, key)[2]
+
     def values(self, z, key=None):
         """Constrained latent values and deterministic sites at `z`."""
         trace = self._run(z, key)[2]
@@ -318,8 +324,18 @@ def require_continuous(density, method, alternatives=None):
         alternatives = discrete_method_names()
     name, *others = density.discrete_sites
     s = density.sites[name]
+    continuous = [n for n in density.sites if n not in density.discrete_sites]
+    key = lambda names: repr(names[0]) if len(names) == 1 else repr(tuple(names))  # noqa: E731
+    block = (
+        f"ppl.mcmc.blocks({{{key(density.discrete_sites)}: ppl.mcmc.DiscreteGibbs(), "
+        f"{key(continuous) if continuous else ''}: ppl.mcmc.NUTS()}})"
+    )
     suggest = (
-        f"or sample it with a method that handles discrete sites ({', '.join(alternatives)})"
+        (
+            f"or sample it with Gibbs inside blocks: {block}"
+            if continuous
+            else f"or sample it with a method that handles discrete sites ({', '.join(alternatives)})"
+        )
         if alternatives
         else "or replace it by a continuous relaxation (no installed method samples "
         "discrete sites yet)"

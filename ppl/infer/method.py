@@ -32,6 +32,11 @@ class Method:
                 f"{cls}: unknown init strategy {init!r}; choose one of {', '.join(INIT_STRATEGIES)}"
             )
 
+    @property
+    def label(self):
+        """The registry name, or the class name of an unregistered method (e.g. a combinator)."""
+        return self.name or type(self).__name__
+
     def option_names(self):
         return tuple(getattr(self, "__dataclass_fields__", {}))
 

@@ -1,0 +1,177 @@
+"""Hamiltonian Monte Carlo with a fixed or jittered number of leapfrog steps.
+
+The trajectory length is set either as a number of leapfrog steps L (`num_steps`)
+or as a path length T (`path_length`, then L = ⌈T / step size⌉, which follows the
+step size as warmup adapts it). With `jitter=True` each iteration draws its own
+number of steps uniformly from {1, ..., 2L − 1}: the mean stays L (same expected
+cost) while the spread breaks the periodic orbits that make fixed-length HMC mix
+badly on near-Gaussian targets (Neal 2011, "MCMC using Hamiltonian dynamics", 5.4).
+
+Loops: a fixed L runs as a `fori_loop` with a static trip count. A random or
+step-size-dependent L runs as a `while_loop` on a per-chain counter: under `vmap`
+it runs until the longest chain is done, finished chains masked, so the cost is
+the maximum over chains of their step counts, never a static worst case, and the
+path-length mode needs no static bound at all (`max_steps` only caps it).
+"""
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.infer.hmc import momentum_generator
+from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
+
+from ppl.errors import OptionError
+from ppl.infer.method import check_option
+from ppl.infer.registry import register
+from ppl.mcmc.adaptation import adaptive
+from ppl.mcmc.method import MCMCMethod
+
+__all__ = ["HMC", "HMCInfo", "hmc_proposal"]
+
+DEFAULT_NUM_STEPS = 16
+
+
+class HMCInfo(NamedTuple):
+    accept_prob: jax.Array
+    accepted: jax.Array
+    diverging: jax.Array
+    num_grad_evals: jax.Array
+    num_steps: jax.Array
+    step_size: jax.Array
+    energy: jax.Array
+
+
+def hmc_proposal(
+    potential,
+    num_steps=DEFAULT_NUM_STEPS,
+    path_length=None,
+    jitter=False,
+    max_steps=1024,
+    max_delta_energy=1000.0,
+):
+    """One HMC transition as a proposal for `adaptive()`: L leapfrog steps, then an
+    MH accept on the energy error (a divergence when that error exceeds
+    `max_delta_energy`)."""
+    _, vv_update = velocity_verlet(potential, euclidean_kinetic_energy)
+    static = path_length is None and not jitter
+
+    def leapfrog(n, step_size, inverse_mass_matrix, start):
+        def one(state):
+            return vv_update(step_size, inverse_mass_matrix, state)
+
+        if static:
+            return jax.lax.fori_loop(0, num_steps, lambda _, s: one(s), start)
+        _, end = jax.lax.while_loop(
+            lambda c: c[0] < n, lambda c: (c[0] + 1, one(c[1])), (jnp.array(0), start)
+        )
+        return end
+
+    def steps(key, step_size):
+        if path_length is None:
+            nominal = jnp.array(num_steps)
+        else:
+            nominal = jnp.ceil(path_length / step_size)
+            nominal = jnp.clip(jnp.nan_to_num(nominal, nan=1.0), 1, max_steps).astype(jnp.int32)
+        if not jitter:
+            return nominal
+        return jax.random.randint(key, (), 1, 2 * nominal)  # uniform on {1, ..., 2L - 1}
+
+    def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
+        key_momentum, key_steps, key_accept = jax.random.split(key, 3)
+        r = momentum_generator(point.z, mass_matrix_sqrt, key_momentum)
+        start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)
+        n = steps(key_steps, step_size)
+        end = leapfrog(n, step_size, inverse_mass_matrix, start)
+        energy0 = point.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, r)
+        energy1 = end.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, end.r)
+        delta = jnp.where(jnp.isnan(energy1), jnp.inf, energy1 - energy0)
+        accept_prob = jnp.clip(jnp.exp(-delta), max=1.0)
+        accepted = jax.random.uniform(key_accept) < accept_prob
+        new = IntegratorState(
+            jnp.where(accepted, end.z, point.z),
+            None,
+            jnp.where(accepted, end.potential_energy, point.potential_energy),
+            jnp.where(accepted, end.z_grad, point.z_grad),
+        )
+        info = HMCInfo(
+            accept_prob=accept_prob,
+            accepted=accepted,
+            diverging=delta > max_delta_energy,
+            num_grad_evals=n,
+            num_steps=n,
+            step_size=step_size,
+            energy=jnp.where(accepted, energy1, energy0),
+        )
+        return new, info
+
+    return propose
+
+
+@register("hmc")
+@dataclass(frozen=True)
+class HMC(MCMCMethod):
+    """Hamiltonian Monte Carlo with a fixed trajectory length and Stan-style warmup.
+
+    >>> ppl.infer(m, method=ppl.mcmc.HMC(num_steps=32, jitter=True))
+    >>> ppl.infer(m, method=ppl.mcmc.HMC(path_length=3.0))
+
+    num_steps: leapfrog steps per iteration (default 16 unless path_length is given).
+    path_length: trajectory length instead; the steps per iteration are then
+        ⌈path_length / step_size⌉ (at most `max_steps`), following the adapted step size.
+    jitter: draw each iteration's number of steps uniformly from {1, ..., 2L − 1}
+        (mean L), which avoids the periodic trajectories of a fixed length.
+    target_accept: dual-averaging target of the acceptance probability.
+    dense_mass: adapt a dense mass matrix instead of a diagonal one.
+    step_size: initial step size (tuned during warmup unless adapt_step_size=False).
+    init: starting points, "uniform" | "prior" | "median".
+    """
+
+    num_steps: int | None = None
+    path_length: float | None = None
+    jitter: bool = False
+    max_steps: int = 1024
+    target_accept: float = 0.8
+    dense_mass: bool = False
+    step_size: float = 1.0
+    adapt_step_size: bool = True
+    adapt_mass_matrix: bool = True
+    init: str = "uniform"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_steps is not None and self.path_length is not None:
+            raise OptionError(
+                f"HMC: give num_steps or path_length, not both (got num_steps={self.num_steps}, "
+                f"path_length={self.path_length})"
+            )
+        if self.num_steps is not None:
+            check_option(self, "num_steps", lambda v: v >= 1, "an integer >= 1", integer=True)
+        if self.path_length is not None:
+            check_option(self, "path_length", lambda v: 0 < v < float("inf"), "a positive number")
+        if not isinstance(self.jitter, bool):
+            raise OptionError(f"HMC: jitter={self.jitter!r} must be True or False")
+        check_option(self, "max_steps", lambda v: v >= 1, "an integer >= 1", integer=True)
+        check_option(self, "target_accept", lambda v: 0 < v < 1, "a number in (0, 1)")
+        check_option(self, "step_size", lambda v: v > 0, "a positive number")
+
+    def kernel(self, logdensity, num_warmup):
+        num_steps = self.num_steps
+        if num_steps is None and self.path_length is None:
+            num_steps = DEFAULT_NUM_STEPS
+        return adaptive(
+            hmc_proposal(
+                logdensity.potential, num_steps, self.path_length, self.jitter, self.max_steps
+            ),
+            logdensity.potential,
+            num_warmup,
+            target_accept=self.target_accept,
+            step_size=self.step_size,
+            dense_mass=self.dense_mass,
+            adapt_step_size=self.adapt_step_size,
+            adapt_mass_matrix=self.adapt_mass_matrix,
+        )
+
+    def kernel_diagnostics(self, stats):
+        return {"num_steps": stats["num_steps"].mean(axis=1)}
