@@ -11,6 +11,7 @@ only the data change between runs.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
@@ -18,7 +19,7 @@ from scipy import stats
 import ppl
 from ppl import dist, mcmc
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*divergent transitions")
+pytestmark = pytest.mark.filterwarnings("ignore::ppl.mcmc.diagnostics.SamplingWarning")
 
 NUM_SIMS, NUM_DATA, BINS = 100, 5, 10
 NUM_WARMUP, NUM_DRAWS, THIN = 150, 396, 4  # 99 kept draws: ranks 0..99, 10 per bin
@@ -98,7 +99,7 @@ def test_discrete_gibbs_is_calibrated():
     def coin_mixture(y=None):
         z = ppl.sample("z", dist.Categorical(probs=np.array([0.2, 0.5, 0.3])))
         with ppl.plate("data", NUM_DATA):
-            ppl.sample("y", dist.Normal(np.array([-1.0, 0.0, 1.5])[z], 1.0), obs=y)
+            ppl.sample("y", dist.Normal(jnp.array([-1.0, 0.0, 1.5])[z], 1.0), obs=y)
 
     truth = coin_mixture().prior(num_samples=NUM_SIMS, seed=7)
     key = jax.random.key(0)
