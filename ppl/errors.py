@@ -19,3 +19,11 @@ class OptionError(PPLError, ValueError):
 
 class InferenceError(PPLError, RuntimeError):
     """Inference failed numerically (non-finite density, degenerate weights...)."""
+
+
+class CheckpointError(PPLError, ValueError):
+    """A checkpoint file that cannot be resumed: corrupt, truncated, or from another run."""
+
+
+class SamplingWarning(UserWarning):
+    """A sampler's diagnostics look wrong (divergences, R-hat, low ESS, E-BFMI...)."""

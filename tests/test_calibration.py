@@ -19,7 +19,7 @@ from scipy import stats
 import ppl
 from ppl import dist, mcmc
 
-pytestmark = pytest.mark.filterwarnings("ignore::ppl.mcmc.diagnostics.SamplingWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::ppl.errors.SamplingWarning")
 
 NUM_SIMS, NUM_DATA, BINS = 100, 5, 10
 NUM_WARMUP, NUM_DRAWS, THIN = 150, 396, 4  # 99 kept draws: ranks 0..99, 10 per bin

@@ -1,10 +1,12 @@
 """Up-front checks of observed data, so bad input fails with a message, not a tracer."""
 
+from contextlib import contextmanager
+
 import jax
 import numpy as np
 from numpyro.distributions import MaskedDistribution, Unit
 
-from ppl.errors import DataError
+from ppl.errors import DataError, ModelError
 
 __all__ = ["check_observed_sites"]
 
@@ -79,3 +81,22 @@ def check_observed_sites(trace, model_name):
                     f"(NaN or inf) out of {value.size}; drop or impute them, or pass "
                     "obs_mask= to ppl.sample to treat them as missing"
                 )
+
+
+@contextmanager
+def explain_tracer_errors(model_name):
+    """Turn JAX's tracer errors raised inside a model into an error that says what to change."""
+    try:
+        yield
+    except (
+        jax.errors.TracerArrayConversionError,
+        jax.errors.ConcretizationTypeError,
+        jax.errors.TracerBoolConversionError,
+        jax.errors.TracerIntegerConversionError,
+    ) as e:
+        raise ModelError(
+            f"{model_name}: the model uses a sampled value where JAX needs a concrete one "
+            f"({type(e).__name__}). Inside a model, compute with jax.numpy rather than numpy "
+            "(e.g. index a jnp.array, not an np.array, with a sampled index), and use "
+            "jnp.where instead of Python `if` on sampled values."
+        ) from e

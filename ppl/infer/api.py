@@ -1,6 +1,7 @@
 """`ppl.infer()`: one call from a bound model to a Posterior."""
 
 import numbers
+import os
 
 import jax
 import jax.numpy as jnp
@@ -9,10 +10,13 @@ import numpy as np
 from ppl.core.model import as_bound_model
 from ppl.errors import OptionError
 from ppl.infer.registry import did_you_mean, resolve
+from ppl.infer.sharding import CHAIN_METHODS, chain_mesh
 
 __all__ = ["infer"]
 
-_COMMON = ("num_samples", "num_warmup", "num_chains", "seed", "progress")
+_COMMON = (
+    "num_samples", "num_warmup", "num_chains", "seed", "progress", "chain_method", "checkpoint",
+)  # fmt: skip
 
 
 def _positive_int(name, value, minimum=1):
@@ -38,7 +42,7 @@ def _key(seed):
 
 def infer(
     model, method="nuts", *, num_samples=1000, num_warmup=None, num_chains=4, seed=0,
-    progress=None, **options,
+    progress=None, chain_method=None, checkpoint=None, **options,
 ):  # fmt: skip
     """Run inference on a bound model and return a `Posterior`.
 
@@ -48,6 +52,19 @@ def infer(
     num_warmup: tuning steps of MCMC-family methods (default: num_samples).
     seed: an int or a JAX key; the same seed gives the same draws on one machine.
     progress: progress bar; None shows it when writing to a terminal.
+    chain_method: how MCMC-family methods lay out chains: "vectorized" (default; one
+        vmap on the default device) or "sharded" (split evenly over `jax.devices()`,
+        also across hosts after `jax.distributed.initialize()`; num_chains must be a
+        multiple of the device count). Both run the same chains from the same keys;
+        values agree up to floating-point rounding, which warmup can amplify into a
+        different path for a chain (see `ppl.infer.sharding`).
+    checkpoint: a file path for MCMC-family methods. The sampler state is written
+        there after every chunk of steps; calling again with the same path, model,
+        data, method, settings, seed and chain layout resumes a killed run and returns
+        exactly the draws of an uninterrupted one. The file is kept at the end, so a
+        rerun returns the same result without sampling (delete the file to sample
+        afresh); a file from another run or a damaged one raises
+        `ppl.infer.checkpoint.CheckpointError`, never restarts silently.
 
     >>> post = ppl.infer(eight_schools(sigma, y=y), method="nuts", num_chains=4, seed=0)
     >>> print(post.summary())
@@ -69,7 +86,37 @@ def infer(
         common["num_warmup"] = _positive_int("num_warmup", warmup, minimum=0)
     elif num_warmup is not None:
         raise OptionError(f"method '{method.name}' has no warmup phase; drop num_warmup")
+    for name, value in (("chain_method", chain_method), ("checkpoint", checkpoint)):
+        if name not in method.common_options and value is not None:
+            raise OptionError(f"method '{method.name}' does not take {name}; drop it")
+    if "chain_method" in method.common_options:
+        common["chain_method"] = _chain_method(chain_method, common["num_chains"])
+    if "checkpoint" in method.common_options:
+        common["checkpoint"] = _checkpoint_path(checkpoint)
     return method.run(model, **common)
+
+
+def _chain_method(value, num_chains):
+    value = "vectorized" if value is None else value
+    if value not in CHAIN_METHODS:
+        raise OptionError(
+            f"chain_method must be one of {', '.join(map(repr, CHAIN_METHODS))}, got "
+            f"{value!r}{did_you_mean(str(value), CHAIN_METHODS)}"
+        )
+    if value == "sharded":
+        chain_mesh(num_chains)  # num_chains must split evenly over the devices
+    return value
+
+
+def _checkpoint_path(path):
+    if path is None:
+        return None
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise OptionError(f"checkpoint must be a file path (str or os.PathLike), got {path!r}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise OptionError(f"checkpoint={path!r} is a directory; give a file path in it")
+    return path
 
 
 def _reject(options, method):

@@ -1,13 +1,16 @@
 """The driver: runs any algorithm's step for many steps over many chains.
 
 Steps run inside a jit-compiled `lax.scan` over a chunk of steps, vmapped over
-chains; Python only runs between chunks, to move kept draws to the host and to
-advance the progress bar. One compiled chunk serves every phase of a run
-(warmup and sampling alike), and the key of step `i` of chain `c` is
-`fold_in(chain_keys[c], i)`, so draws do not depend on how steps are chunked.
+chains; Python only runs between chunks, to move kept draws to the host, to
+advance the progress bar and, when asked, to write a checkpoint. One compiled
+chunk serves every phase of a run (warmup and sampling alike), and the key of
+step `i` of chain `c` is `fold_in(chain_keys[c], i)`, so draws do not depend on
+how steps are chunked, where a run was resumed, or how chains are laid over
+devices (`ppl.infer.sharding`).
 """
 
 import importlib.util
+import itertools
 import sys
 import time
 from functools import partial
@@ -16,6 +19,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
+
+from ppl.errors import OptionError
+from ppl.infer import sharding
+from ppl.infer.checkpoint import Checkpoint
 
 __all__ = ["Phase", "run", "progress_enabled"]
 
@@ -65,11 +73,35 @@ def _chunk(program, chunk_len, data, state, chain_keys, start, stop):
     return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
 
 
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _sharded_chunk(program, chunk_len, mesh, data, state, chain_keys, start, stop):
+    """`_chunk` on each device's block of chains, as one SPMD program (see `sharding`)."""
+    chains, whole = PartitionSpec(sharding.AXIS), PartitionSpec()
+    blocks = jax.shard_map(
+        partial(_chunk, program, chunk_len),
+        mesh=mesh,
+        in_specs=(whole, chains, chains, whole, whole),
+        out_specs=(chains, PartitionSpec(None, sharding.AXIS)),  # draws: (steps, chains, ...)
+        check_vma=False,
+    )
+    return blocks(data, state, chain_keys, start, stop)
+
+
 def _default_chunk_len(total):
     return int(min(max(1, -(-total // 20)), 1000))
 
 
-def run(program, data, state, chain_keys, phases, *, progress=None, chunk_len=None):
+def _concat(chunks):
+    """Kept chunks (steps, chains, ...) -> one pytree of host arrays, or None."""
+    if not chunks:
+        return None
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks) if len(chunks) > 1 else chunks[0]
+
+
+def run(
+    program, data, state, chain_keys, phases, *, progress=None, chunk_len=None,
+    chain_method="vectorized", checkpoint=None,
+):  # fmt: skip
     """Run a program's step over the chains in `state` (leading axis = chain) through `phases`.
 
     `program(data) -> (step, collect)`: `step(key, state) -> (state, info)` is the
@@ -80,27 +112,77 @@ def run(program, data, state, chain_keys, phases, *, progress=None, chunk_len=No
     `(state, kept, timings)`: `kept` holds the collected output of the phases
     marked `keep`, as arrays of shape (chains, steps, ...), and `timings` the
     wall time of each phase in seconds.
+
+    chain_method: "vectorized" runs the chains as one vmap on the default device;
+        "sharded" splits them over `jax.devices()` (see `ppl.infer.sharding`), and
+        the returned state stays sharded. Chain c gets the keys of chain c either way.
+    checkpoint: a file path (see `ppl.infer.checkpoint`). After every chunk the
+        run's state is written there; if the file exists when the run starts, the
+        run resumes from it (after checking it belongs to this very run) and returns
+        exactly what an uninterrupted run returns. The file is kept when the run
+        ends, so running again returns the same result without sampling; delete it
+        to sample afresh. `timings` then add up the time of every attempt.
     """
+    if chain_method not in sharding.CHAIN_METHODS:
+        raise OptionError(
+            f"chain_method must be one of {', '.join(map(repr, sharding.CHAIN_METHODS))}, "
+            f"got {chain_method!r}"
+        )
+    phases = [Phase(*p) for p in phases]
     total = sum(p.num_steps for p in phases)
     chunk_len = chunk_len or _default_chunk_len(total)
-    kept, timings, start = [], {}, 0
-    with _progress_bar(total=total, disable=not progress_enabled(progress), leave=True) as bar:
-        for phase in phases:
+    mesh = sharding.chain_mesh(np.shape(chain_keys)[0]) if chain_method == "sharded" else None
+    done, kept, timings, saver = 0, [], {}, None
+    if checkpoint is not None:
+        saver = _checkpoint(checkpoint, program, data, state, chain_keys, phases, mesh)
+        resumed = saver.load(lambda: _kept_shape(program, data, state, chain_keys))
+        if resumed is not None:
+            state, done, saved, timings = resumed
+            kept = [saved] if saved is not None else []
+    if mesh is None:
+        chunk = partial(_chunk, program, chunk_len)
+    else:
+        chunk = partial(_sharded_chunk, program, chunk_len, mesh)
+        data = sharding.put(data, sharding.replicated(mesh))
+        state, chain_keys = sharding.put((state, chain_keys), sharding.chains(mesh))
+    starts = itertools.accumulate((p.num_steps for p in phases), initial=0)
+    with _progress_bar(total=total, initial=done, disable=not progress_enabled(progress)) as bar:
+        for phase, start in zip(phases, starts):
+            stop = start + phase.num_steps
+            timings.setdefault(phase.label, 0.0)
+            if done >= stop:
+                continue  # empty, or run by an earlier attempt
             bar.set_description(phase.label)
             t0 = time.perf_counter()
-            stop = start + phase.num_steps
-            for lo in range(start, stop, chunk_len):
-                state, out = _chunk(program, chunk_len, data, state, chain_keys, lo, stop)
+            for lo in range(max(start, done), stop, chunk_len):
+                state, out = chunk(data, state, chain_keys, lo, stop)
                 n = min(chunk_len, stop - lo)
                 if phase.keep:
-                    kept.append(jax.tree.map(lambda x, n=n: np.asarray(x[:n]), out))
+                    kept.append(jax.tree.map(lambda x, n=n: sharding.to_host(x[:n]), out))
                 else:
                     jax.block_until_ready(state)
                 bar.update(n)
-            timings[phase.label] = time.perf_counter() - t0
-            start = stop
-    if kept:
-        kept = jax.tree.map(lambda *xs: np.swapaxes(np.concatenate(xs), 0, 1), *kept)
-    else:
-        kept = None
-    return state, kept, timings
+                done = lo + n
+                if saver is not None:
+                    kept = [_concat(kept)] if kept else []
+                    spent = {
+                        **timings,
+                        phase.label: timings[phase.label] + time.perf_counter() - t0,
+                    }
+                    saver.save(done, phase.label, state, _concat(kept), spent)
+            timings[phase.label] += time.perf_counter() - t0
+    kept = _concat(kept)
+    if kept is not None:
+        kept = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), kept)
+    return sharding.gather(state), kept, timings
+
+
+def _checkpoint(path, program, data, state, chain_keys, phases, mesh):
+    platform = jax.devices()[0].platform
+    layout = f"sharded over {mesh.size} {platform} devices" if mesh else f"vectorized on {platform}"
+    return Checkpoint(path, program, data, state, chain_keys, phases, layout)
+
+
+def _kept_shape(program, data, state, chain_keys):
+    """Shapes of what one step collects: (1, chains, ...) per leaf."""
+    return jax.eval_shape(partial(_chunk, program, 1), data, state, chain_keys, 0, 1)[1]

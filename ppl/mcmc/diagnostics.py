@@ -28,6 +28,7 @@ import warnings
 import numpy as np
 from scipy.fft import next_fast_len
 
+from ppl.errors import SamplingWarning
 from ppl.infer.summary import ess_bulk, ess_tail, r_hat
 
 __all__ = [
@@ -46,10 +47,6 @@ _CHUNK_VALUES = 2**21  # values per vectorised block (16 MB of float64)
 _NAMES_SHOWN = 6
 
 _INSIDE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # .../ppl/
-
-
-class SamplingWarning(UserWarning):
-    """A problem with an inference run (divergences, poor mixing, no convergence)."""
 
 
 def warn(message):

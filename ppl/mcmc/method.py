@@ -1,15 +1,16 @@
 """What every MCMC method shares: build the log density, start chains, run, summarise."""
 
 import time
-import warnings
 from dataclasses import dataclass
 
 import jax
 import numpy as np
 
+from ppl.core.checks import explain_tracer_errors
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
+from ppl.mcmc.diagnostics import check_run, warn
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ _start = jax.jit(
 class MCMCMethod(Method):
     """Base of MCMC method objects; subclasses give `kernel(logdensity, num_warmup)`."""
 
-    common_options = Method.common_options + ("num_warmup",)
+    common_options = Method.common_options + ("num_warmup", "chain_method", "checkpoint")
 
     def kernel(self, logdensity, num_warmup):
         """The kernel on `logdensity` (a LogDensity or a ConditionalDensity of a block)."""
@@ -83,31 +84,40 @@ class MCMCMethod(Method):
     def kernel_diagnostics(self, stats):
         return {}
 
-    def run(self, model, *, num_samples, num_warmup, num_chains, seed, progress):
+    def run(
+        self, model, *, num_samples, num_warmup, num_chains, seed, progress,
+        chain_method="vectorized", checkpoint=None,
+    ):  # fmt: skip
         t0 = time.perf_counter()
         ld = model.log_density()
         self.check(ld)
         program = MCMCProgram(self, num_warmup)
         key_init, key_run = jax.random.split(seed)
-        state, found = _start(program, ld, jax.random.split(key_init, num_chains))
+        with explain_tracer_errors(model.name):
+            state, found = _start(program, ld, jax.random.split(key_init, num_chains))
         ld.check_finite_start(found)
         phases = [Phase("warmup", num_warmup, keep=False), Phase("sample", num_samples, keep=True)]
         state, (zs, lp, stats), timings = run(
-            program, ld, state, jax.random.split(key_run, num_chains), phases, progress=progress
-        )
+            program, ld, state, jax.random.split(key_run, num_chains), phases,
+            progress=progress, chain_method=chain_method, checkpoint=checkpoint,
+        )  # fmt: skip
         samples = _constrained_values(ld, zs)
         stats = {"lp": lp, **flat_stats(stats)}
-        diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0)
+        latent = {k: samples[k] for k in ld.sites}  # R-hat/ESS checks: latent sites only
+        diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0, latent)
         return Posterior(
             {k: np.asarray(v) for k, v in samples.items()},
             diagnostics,
             sample_stats=stats,
-            method=self.name,
+            method=self.label,
             model=model,
             latent_sites=tuple(ld.sites),
         )
 
-    def _diagnostics(self, state, stats, timings, total_time):
+    def _diagnostics(self, state, stats, timings, total_time, samples=None):
+        """Run statistics plus the checks of `ppl.mcmc.diagnostics` (divergences, E-BFMI,
+        tree depth, and R-hat/ESS of `samples`, the latent sites, when given): each
+        problem found is a line of diag["warnings"] and a warning at the user's call."""
         diag = {
             "accept_rate": stats["accept_prob"].mean(axis=1),
             **_step_sizes(state.adapt),
@@ -116,20 +126,7 @@ class MCMCMethod(Method):
             "warmup_time": timings.get("warmup", 0.0),
             "sampling_time": timings.get("sample", 0.0),
         }
-        diverging = [v for k, v in stats.items() if k.split(".")[-1] == "diverging"]
-        if diverging:
-            diag["divergences"] = sum(v.sum(axis=1) for v in diverging)
-            total = int(diag["divergences"].sum())
-            if total:
-                warnings.warn(
-                    f"{self.name}: {total} divergent transitions after warmup; the draws may be "
-                    "biased. Raise target_accept (e.g. 0.95) or reparameterise the model "
-                    "(e.g. non-centred hierarchical scales).",
-                    stacklevel=4,
-                )
-        bad = int((~np.isfinite(stats["lp"])).sum())
-        diag["nonfinite_draws"] = bad
-        if bad:
-            warnings.warn(f"{self.name}: {bad} draws have a non-finite log density", stacklevel=4)
-        diag.update(self.kernel_diagnostics(stats))
+        diag.update(check_run(self, stats, samples))
+        for message in diag["warnings"]:
+            warn(message)
         return diag
