@@ -391,3 +391,20 @@ def test_centered_eight_schools_reports_divergences():
     div = post.diagnostics["divergences"]
     assert div.sum() > 0
     np.testing.assert_array_equal(div, post.sample_stats["diverging"].sum(axis=1))
+
+
+def test_chains_whose_start_is_impossible_are_drawn_again():
+    # Uniform(-2, 2) starts land in x > 1 only a quarter of the time: most of the 8
+    # chains need new draws, and every chain must end up inside the support.
+    @ppl.model
+    def truncated():
+        x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        ppl.factor("cut", jnp.where(x > 1.0, 0.0, -jnp.inf))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = ppl.infer(
+            truncated(), method="rwmh", num_samples=50, num_warmup=50, num_chains=8,
+            seed=0, progress=False,
+        )  # fmt: skip
+    assert np.all(post.samples["x"] > 1.0)

@@ -251,6 +251,17 @@ class LogDensity:
             mask[s.offset : s.offset + s.size] = s.is_discrete
         return mask
 
+    def candidate(self, key, strategy="uniform", radius=2.0):
+        """One starting point as (z, finite): no retry loop, so it compiles fast; the
+        caller retries with new keys where `finite` is False (see `init` for strategies)."""
+        if strategy not in INIT_STRATEGIES:
+            raise OptionError(
+                f"unknown init strategy {strategy!r}; choose one of {', '.join(INIT_STRATEGIES)}"
+            )
+        z = self._propose(key, strategy, radius)
+        value, grad = self.value_and_grad(z)
+        return z, jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+
     def init(self, key, strategy="uniform", radius=2.0, max_tries=100):
         """A starting point with finite density and gradient, as (z, found).
 

@@ -4,6 +4,7 @@ import time
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ppl.core.checks import explain_tracer_errors
@@ -25,7 +26,7 @@ class MCMCProgram:
 
     def start(self, logdensity, key):
         key_point, key_kernel = jax.random.split(key)
-        z, found = logdensity.init(key_point, self.method.init)
+        z, found = logdensity.candidate(key_point, self.method.init)
         return self.method.kernel(logdensity, self.num_warmup).init(key_kernel, z), found
 
 
@@ -67,6 +68,25 @@ _start = jax.jit(
 )
 
 
+def start_chains(program, logdensity, key, num_chains, max_tries=100):
+    """Initial states of all chains; chains whose starting point has a non-finite density
+    are drawn again (same compiled program, new keys) up to `max_tries` times."""
+    state, found = _start(program, logdensity, jax.random.split(key, num_chains))
+    found = np.asarray(found)
+    for attempt in range(1, max_tries):
+        if found.all():
+            break
+        keys = jax.random.split(jax.random.fold_in(key, attempt), num_chains)
+        retry, retry_found = _start(program, logdensity, keys)
+        take = ~found & np.asarray(retry_found)
+        state = jax.tree.map(
+            lambda old, new, take=take: jnp.where(take.reshape((-1,) + (1,) * (old.ndim - 1)), new, old),
+            state, retry,
+        )  # fmt: skip
+        found = found | take
+    return state, found
+
+
 @dataclass(frozen=True)
 class MCMCMethod(Method):
     """Base of MCMC method objects; subclasses give `kernel(logdensity, num_warmup)`."""
@@ -94,7 +114,7 @@ class MCMCMethod(Method):
         program = MCMCProgram(self, num_warmup)
         key_init, key_run = jax.random.split(seed)
         with explain_tracer_errors(model.name):
-            state, found = _start(program, ld, jax.random.split(key_init, num_chains))
+            state, found = start_chains(program, ld, key_init, num_chains)
         ld.check_finite_start(found)
         phases = [Phase("warmup", num_warmup, keep=False), Phase("sample", num_samples, keep=True)]
         state, (zs, lp, stats), timings = run(
