@@ -77,12 +77,13 @@ def ess_bulk(x):
 
 
 def ess_tail(x):
-    """Tail ESS: the smaller ESS of the 5% and 95% quantile indicators."""
+    """Tail ESS: the smaller ESS of the 5% and 95% quantile indicators (a constant
+    indicator, as for a discrete site at its extreme value, has none and is skipped)."""
     x = np.asarray(x, dtype=np.float64)
     if _invalid(x):
         return np.nan
     q05, q95 = np.quantile(x, [0.05, 0.95])
-    return min(ess(_split(x <= q05)), ess(_split(x <= q95)))
+    return float(np.fmin(ess(_split(x <= q05)), ess(_split(x <= q95))))
 
 
 def r_hat(x):

@@ -144,7 +144,8 @@ def _ess_screen(x):
     pairs = rho[:, : n - n % 2 : 2] + rho[:, 1::2]
     positive = np.cumprod(pairs > 0, axis=-1).astype(bool)  # initial positive sequence
     pairs = np.minimum.accumulate(np.where(positive, pairs, 0.0), axis=-1)
-    return m * n / (-1.0 + 2.0 * pairs.sum(axis=-1))
+    ess = m * n / (-1.0 + 2.0 * pairs.sum(axis=-1))
+    return np.where(within > 0, ess, np.nan)  # a constant chain has no ESS (as in summary)
 
 
 def _screen(x):
@@ -157,7 +158,7 @@ def _screen(x):
         median = np.median(flat, axis=1)[:, None, None]
         q05, q95 = np.quantile(flat, [0.05, 0.95], axis=1)[..., None, None]
         rhat = np.maximum(_rhat_screen(x), _rhat_screen(np.abs(x - median)))
-        tail = np.minimum(_ess_screen((x <= q05) * 1.0), _ess_screen((x <= q95) * 1.0))
+        tail = np.fmin(_ess_screen((x <= q05) * 1.0), _ess_screen((x <= q95) * 1.0))
         return rhat, _ess_screen(x), tail
 
 
