@@ -28,6 +28,7 @@ from ppl.core import (
     sample,
     scan,
 )
+from ppl.errors import SamplingWarning
 from ppl.infer import Algorithm, Posterior, infer, load, method_names
 
 __version__ = "0.1.0"
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 enable_compilation_cache()
 
 __all__ = [
-    "dist", "errors", "mcmc", "handlers", "BoundModel", "LogDensity", "Model",
+    "dist", "errors", "mcmc", "SamplingWarning", "handlers", "BoundModel", "LogDensity", "Model",
     "model", "sample", "param", "plate", "deterministic", "factor", "scan",
     "Algorithm", "Posterior", "infer", "load", "method_names", "enable_compilation_cache",
 ]  # fmt: skip
