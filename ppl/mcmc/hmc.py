@@ -25,8 +25,7 @@ from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, ve
 from ppl.errors import OptionError
 from ppl.infer.method import check_option
 from ppl.infer.registry import register
-from ppl.mcmc.adaptation import adaptive
-from ppl.mcmc.method import MCMCMethod
+from ppl.mcmc.gradient import GradientMethod
 
 __all__ = ["HMC", "HMCInfo", "hmc_proposal"]
 
@@ -111,7 +110,7 @@ def hmc_proposal(
 
 @register("hmc")
 @dataclass(frozen=True)
-class HMC(MCMCMethod):
+class HMC(GradientMethod):
     """Hamiltonian Monte Carlo with a fixed trajectory length and Stan-style warmup.
 
     >>> ppl.infer(m, method=ppl.mcmc.HMC(num_steps=32, jitter=True))
@@ -132,12 +131,6 @@ class HMC(MCMCMethod):
     path_length: float | None = None
     jitter: bool = False
     max_steps: int = 1024
-    target_accept: float = 0.8
-    dense_mass: bool = False
-    step_size: float = 1.0
-    adapt_step_size: bool = True
-    adapt_mass_matrix: bool = True
-    init: str = "uniform"
 
     def __post_init__(self):
         super().__post_init__()
@@ -153,25 +146,12 @@ class HMC(MCMCMethod):
         if not isinstance(self.jitter, bool):
             raise OptionError(f"HMC: jitter={self.jitter!r} must be True or False")
         check_option(self, "max_steps", lambda v: v >= 1, "an integer >= 1", integer=True)
-        check_option(self, "target_accept", lambda v: 0 < v < 1, "a number in (0, 1)")
-        check_option(self, "step_size", lambda v: v > 0, "a positive number")
 
-    def kernel(self, logdensity, num_warmup):
+    def proposal(self, potential):
         num_steps = self.num_steps
         if num_steps is None and self.path_length is None:
             num_steps = DEFAULT_NUM_STEPS
-        return adaptive(
-            hmc_proposal(
-                logdensity.potential, num_steps, self.path_length, self.jitter, self.max_steps
-            ),
-            logdensity.potential,
-            num_warmup,
-            target_accept=self.target_accept,
-            step_size=self.step_size,
-            dense_mass=self.dense_mass,
-            adapt_step_size=self.adapt_step_size,
-            adapt_mass_matrix=self.adapt_mass_matrix,
-        )
+        return hmc_proposal(potential, num_steps, self.path_length, self.jitter, self.max_steps)
 
     def kernel_diagnostics(self, stats):
         return {"num_steps": stats["num_steps"].mean(axis=1)}

@@ -19,10 +19,8 @@ import jax.numpy as jnp
 from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy
 
-from ppl.infer.method import check_option
 from ppl.infer.registry import register
-from ppl.mcmc.adaptation import adaptive
-from ppl.mcmc.method import MCMCMethod
+from ppl.mcmc.gradient import GradientMethod
 
 __all__ = ["MALA", "MALAInfo", "mala_proposal"]
 
@@ -77,7 +75,7 @@ def mala_proposal(potential):
 
 @register("mala")
 @dataclass(frozen=True)
-class MALA(MCMCMethod):
+class MALA(GradientMethod):
     """Metropolis-adjusted Langevin: one gradient per step, Stan-style warmup.
 
     During warmup the step size is tuned toward `target_accept` (0.574 is optimal
@@ -93,25 +91,6 @@ class MALA(MCMCMethod):
     """
 
     target_accept: float = 0.574
-    dense_mass: bool = False
-    step_size: float = 1.0
-    adapt_step_size: bool = True
-    adapt_mass_matrix: bool = True
-    init: str = "uniform"
 
-    def __post_init__(self):
-        super().__post_init__()
-        check_option(self, "target_accept", lambda v: 0 < v < 1, "a number in (0, 1)")
-        check_option(self, "step_size", lambda v: v > 0, "a positive number")
-
-    def kernel(self, logdensity, num_warmup):
-        return adaptive(
-            mala_proposal(logdensity.potential),
-            logdensity.potential,
-            num_warmup,
-            target_accept=self.target_accept,
-            step_size=self.step_size,
-            dense_mass=self.dense_mass,
-            adapt_step_size=self.adapt_step_size,
-            adapt_mass_matrix=self.adapt_mass_matrix,
-        )
+    def proposal(self, potential):
+        return mala_proposal(potential)

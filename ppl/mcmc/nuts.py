@@ -15,9 +15,8 @@ from numpyro.infer.hmc_util import (
 
 from ppl.infer.method import check_option
 from ppl.infer.registry import register
-from ppl.mcmc.adaptation import adaptive
 from ppl.mcmc.diagnostics import check_tree_depth
-from ppl.mcmc.method import MCMCMethod
+from ppl.mcmc.gradient import GradientMethod
 
 __all__ = ["NUTS", "NUTSInfo", "nuts_proposal"]
 
@@ -60,7 +59,7 @@ def nuts_proposal(potential, max_tree_depth=10, max_delta_energy=1000.0):
 
 @register("nuts")
 @dataclass(frozen=True)
-class NUTS(MCMCMethod):
+class NUTS(GradientMethod):
     """No-U-Turn Sampler with Stan-style warmup (step size and mass matrix).
 
     >>> post = ppl.infer(m, method=ppl.mcmc.NUTS(target_accept=0.9), num_chains=4)
@@ -73,31 +72,14 @@ class NUTS(MCMCMethod):
     init: starting points, "uniform" | "prior" | "median".
     """
 
-    target_accept: float = 0.8
     max_tree_depth: int = 10
-    dense_mass: bool = False
-    step_size: float = 1.0
-    adapt_step_size: bool = True
-    adapt_mass_matrix: bool = True
-    init: str = "uniform"
 
     def __post_init__(self):
         super().__post_init__()
-        check_option(self, "target_accept", lambda v: 0 < v < 1, "a number in (0, 1)")
         check_option(self, "max_tree_depth", lambda v: v >= 1, "an integer >= 1", integer=True)
-        check_option(self, "step_size", lambda v: v > 0, "a positive number")
 
-    def kernel(self, logdensity, num_warmup):
-        return adaptive(
-            nuts_proposal(logdensity.potential, self.max_tree_depth),
-            logdensity.potential,
-            num_warmup,
-            target_accept=self.target_accept,
-            step_size=self.step_size,
-            dense_mass=self.dense_mass,
-            adapt_step_size=self.adapt_step_size,
-            adapt_mass_matrix=self.adapt_mass_matrix,
-        )
+    def proposal(self, potential):
+        return nuts_proposal(potential, self.max_tree_depth)
 
     def kernel_diagnostics(self, stats):
         """Mean tree depth and draws that hit `max_tree_depth`, per chain; a warning
