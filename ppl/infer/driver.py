@@ -43,7 +43,7 @@ def progress_enabled(progress):
     return bool(progress)
 
 
-def _progress_bar(**kwargs):
+def progress_bar(**kwargs):
     """tqdm's notebook widget where ipywidgets is installed, its text bar elsewhere."""
     if "ipykernel" in sys.modules and importlib.util.find_spec("ipywidgets"):
         from tqdm.notebook import tqdm
@@ -146,7 +146,7 @@ def run(
         data = sharding.put(data, sharding.replicated(mesh))
         state, chain_keys = sharding.put((state, chain_keys), sharding.chains(mesh))
     starts = itertools.accumulate((p.num_steps for p in phases), initial=0)
-    with _progress_bar(total=total, initial=done, disable=not progress_enabled(progress)) as bar:
+    with progress_bar(total=total, initial=done, disable=not progress_enabled(progress)) as bar:
         for phase, start in zip(phases, starts):
             stop = start + phase.num_steps
             timings.setdefault(phase.label, 0.0)

@@ -209,7 +209,10 @@ class Mixture(MCMCMethod):
 
     def kernel(self, logdensity, num_warmup):
         # a kernel picked with probability p steps about p * num_warmup times during warmup
-        kernels = [m.kernel(logdensity, max(1, round(p * num_warmup))) for p, m in self.weighted]
+        kernels = [
+            m.kernel(logdensity, max(1, round(p * num_warmup)) if num_warmup else 0)
+            for p, m in self.weighted
+        ]
         return mixture_kernels([p for p, _ in self.weighted], kernels)
 
 

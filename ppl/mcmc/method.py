@@ -58,7 +58,7 @@ def flat_stats(info, prefix=""):
 
 
 @jax.jit
-def _constrained_values(logdensity, zs):
+def constrained_values(logdensity, zs):
     return jax.vmap(jax.vmap(logdensity.values))(zs)
 
 
@@ -121,7 +121,7 @@ class MCMCMethod(Method):
             program, ld, state, jax.random.split(key_run, num_chains), phases,
             progress=progress, chain_method=chain_method, checkpoint=checkpoint,
         )  # fmt: skip
-        samples = _constrained_values(ld, zs)
+        samples = constrained_values(ld, zs)
         stats = {"lp": lp, **flat_stats(stats)}
         latent = {k: samples[k] for k in ld.sites}  # R-hat/ESS checks: latent sites only
         diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0, latent)

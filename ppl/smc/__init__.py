@@ -1,4 +1,4 @@
-"""Sequential Monte Carlo: resampling schemes (more to come: tempered SMC, particle filters)."""
+"""Sequential Monte Carlo: resampling schemes and tempered SMC (`Tempered`, "smc")."""
 
 from ppl.smc.resampling import (
     SCHEMES,
@@ -7,5 +7,9 @@ from ppl.smc.resampling import (
     resample,
     resample_if_degenerate,
 )
+from ppl.smc.tempered import Tempered, TemperedDensity
 
-__all__ = ["SCHEMES", "effective_sample_size", "normalize", "resample", "resample_if_degenerate"]
+__all__ = [
+    "SCHEMES", "effective_sample_size", "normalize", "resample", "resample_if_degenerate",
+    "Tempered", "TemperedDensity",
+]  # fmt: skip

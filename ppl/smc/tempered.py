@@ -1,0 +1,571 @@
+"""Tempered SMC for any model: particles move from the prior to the posterior.
+
+The target at inverse temperature β is log prior + β · log likelihood (the split
+`LogDensity.terms` gives). N particles start as prior draws at β = 0; each stage
+
+1. picks the next β' (by bisection, so the ESS of the incremental weights
+   (β' − β) · log lik is `target_ess` times the particles with a finite likelihood;
+   or the next entry of a fixed `schedule`),
+2. adds log mean exp((β' − β) · log lik) to the log evidence (the particles are
+   equally weighted after the previous stage's resampling),
+3. resamples by those weights, and
+4. moves every particle with `num_mcmc_steps` steps of any `ppl.mcmc` kernel (or
+   combinator) on the tempered density, tuned from the particle population.
+
+Tuning, per adaptive part of the kernel (every part with a `target_accept` and an
+adapted state: RWMH, MALA, HMC, NUTS, also inside `cycle`, `mixture`, `repeat` and
+`blocks`): the inverse mass matrix (the proposal covariance of RWMH) is the
+weighted covariance of the particles at the new temperature, diagonal or dense as
+the kernel's `dense_mass` says, with Stan's shrinkage; the step size starts at
+d^(-1/4) for gradient kernels (the target looks whitened once the mass matrix is
+the particle covariance; Beskos et al. 2013) and at the kernel's own value for
+RWMH (2.38 / √d), and after each stage becomes step · exp(ā − target_accept),
+ā the mean acceptance of that stage's moves. Kernel states (their caches) travel
+with the particles from stage to stage; the kernels' own warmup never runs.
+
+One stage is one compiled function, vmapped over independent runs (`num_chains`);
+Python runs the loop over stages and a progress bar showing β. Runs that reach
+β = 1 first stay put while the others finish.
+"""
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.core.checks import explain_tracer_errors
+from ppl.core.conditional import ConditionalDensity, block_indices
+from ppl.core.model import is_improper
+from ppl.errors import InferenceError, ModelError, OptionError
+from ppl.infer.driver import progress_bar, progress_enabled
+from ppl.infer.method import Method, check_option
+from ppl.infer.posterior import Posterior
+from ppl.infer.registry import register, resolve
+from ppl.mcmc.combinators import Blocks, Cycle, Mixture, Repeat
+from ppl.mcmc.gradient import GradientMethod
+from ppl.mcmc.method import MCMCMethod, constrained_values
+from ppl.mcmc.rwmh import RWMH
+from ppl.smc.resampling import check_scheme, effective_sample_size, resample
+
+__all__ = ["Tempered", "TemperedDensity"]
+
+#: Bisection steps for the next temperature (2^-40 of the remaining interval).
+BISECTION_STEPS = 40
+#: Step size update per stage: log step += STEP_GAIN · (mean acceptance − target).
+STEP_GAIN = 1.0
+
+
+class TemperedDensity:
+    """A LogDensity at inverse temperature `beta`: log prior + beta · log likelihood.
+
+    A density view like `ConditionalDensity`: kernels use `potential`, `size`,
+    `sites`, ...; everything but the density itself is the LogDensity's. `beta` may
+    be a traced value.
+    """
+
+    def __init__(self, logdensity, beta):
+        self.logdensity = logdensity
+        self.beta = beta
+
+    def __call__(self, z):
+        log_prior, log_lik = self.logdensity.terms(z)
+        # at beta = 0 the prior alone (0 · -inf would be NaN)
+        return log_prior + jnp.where(self.beta > 0, self.beta * log_lik, 0.0)
+
+    def potential(self, z):
+        return -self(z)
+
+    def restrict(self, names, z):
+        return ConditionalDensity(self, tuple(names), z)
+
+    def __getattr__(self, name):
+        if name == "logdensity":  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.logdensity, name)
+
+
+# ----- population tuning of the kernel's adaptive parts ------------------------------
+
+
+class _Part(NamedTuple):
+    """An adaptive part of a (combined) kernel, reached by `path` through the `adapt`
+    tuples of combined states (and the `parts` of their infos)."""
+
+    path: tuple
+    target: float
+    indices: Any  # its coordinates in the full vector (None: all)
+    gradient: bool
+    tune_step: bool
+    tune_mass: bool
+
+
+def _parts(method, logdensity, path=(), indices=None):
+    """The adaptive parts of `method`'s kernel, walking the combinators."""
+    if isinstance(method, Cycle):
+        subs = [(m, indices) for m in method.methods]
+    elif isinstance(method, Mixture):
+        subs = [(m, indices) for _, m in method.weighted]
+    elif isinstance(method, Repeat):
+        subs = [(method.method, indices)]
+    elif isinstance(method, Blocks):
+        subs = [(m, block_indices(logdensity, names)) for names, m in method.parts]
+    elif hasattr(method, "target_accept"):
+        mass = getattr(method, "adapt_mass_matrix", getattr(method, "adapt_covariance", True))
+        return [
+            _Part(
+                path,
+                float(method.target_accept),
+                indices,
+                isinstance(method, GradientMethod),
+                bool(getattr(method, "adapt_step_size", True)),
+                bool(mass),
+            )
+        ]
+    else:
+        return []
+    return [p for j, (m, idx) in enumerate(subs) for p in _parts(m, logdensity, path + (j,), idx)]
+
+
+def _get(state, path):
+    for j in path:
+        state = state.adapt[j]
+    return state
+
+
+def _set(state, path, sub):
+    if not path:
+        return sub
+    parts = list(state.adapt)
+    parts[path[0]] = _set(parts[path[0]], path[1:], sub)
+    return state._replace(adapt=tuple(parts))
+
+
+def _info(info, path):
+    for j in path:
+        info = info.parts[j]
+    return info
+
+
+def _adapted(state, part):
+    """Whether the part's state carries a step size and mass matrix (checked while tracing)."""
+    adapt = _get(state, part.path).adapt
+    return hasattr(adapt, "step_size") and hasattr(adapt, "inverse_mass_matrix")
+
+
+def _with_step_size(state, part, step_size):
+    sub = _get(state, part.path)
+    size = jnp.broadcast_to(step_size, sub.adapt.step_size.shape).astype(sub.adapt.step_size.dtype)
+    return _set(state, part.path, sub._replace(adapt=sub.adapt._replace(step_size=size)))
+
+
+def _population_mass(z, weights, dense):
+    """Weighted particle covariance (diagonal or dense) with Stan's regularisation, as
+    (inverse mass matrix, mass matrix sqrt, its inverse) in NumPyro's conventions."""
+    mean = weights @ jnp.where(weights[:, None] > 0, z, 0.0)
+    centred = jnp.where(weights[:, None] > 0, z - mean, 0.0)
+    n = 1.0 / jnp.sum(weights**2)  # the ESS plays the part of the sample size
+    shrink = 5.0 / (n + 5.0)
+    if not dense:
+        cov = (1 - shrink) * (weights @ centred**2) + 1e-3 * shrink
+        return cov, 1.0 / jnp.sqrt(cov), jnp.sqrt(cov)
+    cov = (1 - shrink) * (centred.T * weights) @ centred + 1e-3 * shrink * jnp.eye(z.shape[1])
+    sqrt_inv = jnp.swapaxes(jnp.linalg.cholesky(cov[::-1, ::-1])[::-1, ::-1], -2, -1)
+    sqrt = jax.scipy.linalg.solve_triangular(sqrt_inv, jnp.eye(z.shape[1]), lower=True)
+    return cov, sqrt, sqrt_inv
+
+
+def _with_mass(state, part, z, weights):
+    sub = _get(state, part.path)
+    zp = z if part.indices is None else z[:, part.indices]
+    dense = sub.adapt.inverse_mass_matrix.ndim == 3  # (particles, d, d)
+    inv, sqrt, sqrt_inv = _population_mass(zp, weights, dense)
+    n = z.shape[0]
+    tile = lambda x: jnp.broadcast_to(x, (n,) + x.shape)  # noqa: E731
+    adapt = sub.adapt._replace(
+        inverse_mass_matrix=tile(inv),
+        mass_matrix_sqrt=tile(sqrt),
+        mass_matrix_sqrt_inv=tile(sqrt_inv),
+    )
+    return _set(state, part.path, sub._replace(adapt=adapt))
+
+
+# ----- one run ------------------------------------------------------------------------
+
+
+class SMCState(NamedTuple):
+    """One run: particles (as kernel states), their log likelihoods, the temperature,
+    the log evidence so far, the stage count and each adaptive part's step size."""
+
+    kernel: Any
+    log_lik: jax.Array
+    beta: jax.Array
+    log_evidence: jax.Array
+    stage: jax.Array
+    step_sizes: tuple
+
+
+class StageInfo(NamedTuple):
+    beta: jax.Array
+    ess: jax.Array
+    accept_prob: jax.Array
+    step_sizes: tuple
+    grad_evals: jax.Array
+    degenerate: jax.Array
+    active: jax.Array
+
+
+def _usable(log_prior, log_lik):
+    """Log likelihoods with NaN, +inf, or a non-finite prior counted as -inf (zero weight)."""
+    ok = jnp.isfinite(log_prior) & ~jnp.isnan(log_lik) & (log_lik < jnp.inf)
+    return jnp.where(ok, log_lik, -jnp.inf)
+
+
+def _increments(log_lik, delta):
+    return jnp.where(log_lik > -jnp.inf, delta * log_lik, -jnp.inf)
+
+
+def _next_beta(log_lik, beta, target_ess):
+    """The largest β' in (β, 1] whose incremental weights keep ESS ≥ target · (finite ones)."""
+    goal = target_ess * jnp.sum(log_lik > -jnp.inf)
+
+    def ok(b):
+        return effective_sample_size(_increments(log_lik, b - beta)) >= goal
+
+    def halve(_, bracket):
+        lo, hi = bracket
+        mid = 0.5 * (lo + hi)
+        good = ok(mid)
+        return jnp.where(good, mid, lo), jnp.where(good, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, BISECTION_STEPS, halve, (beta, jnp.ones_like(beta)))
+    return jnp.where(ok(1.0), 1.0, jnp.where(lo > beta, lo, hi))  # always some progress
+
+
+@dataclass(frozen=True)
+class _Program:
+    """What the compiled functions depend on (hashable, so runs with equal settings and
+    data of the same shapes share compiled code; `max_stages` is not here)."""
+
+    num_particles: int
+    method: MCMCMethod
+    num_mcmc_steps: int
+    target_ess: float
+    schedule: tuple | None
+    resampling: str
+
+    def parts(self, logdensity):
+        return _parts(self.method, logdensity)
+
+    def kernel(self, logdensity, beta):
+        return self.method.kernel(TemperedDensity(logdensity, beta), 0)
+
+    def start(self, logdensity, key):
+        n = self.num_particles
+        key_prior, key_kernel = jax.random.split(key)
+        z = jax.vmap(logdensity.prior_point)(jax.random.split(key_prior, n))
+        log_prior, log_lik = jax.vmap(logdensity.terms)(z)
+        kernel = self.kernel(logdensity, jnp.zeros(()))
+        state = jax.vmap(kernel.init)(jax.random.split(key_kernel, n), z)
+        steps = []
+        for part in self.parts(logdensity):
+            if not _adapted(state, part):
+                steps.append(jnp.array(jnp.nan))
+                continue
+            d = z.shape[1] if part.indices is None else len(part.indices)
+            own = jnp.median(_get(state, part.path).adapt.step_size)
+            steps.append(jnp.asarray(d**-0.25 if part.gradient else own, z.dtype))
+        zero = jnp.zeros((), z.dtype)
+        return SMCState(state, _usable(log_prior, log_lik), zero, zero, jnp.array(0), tuple(steps))
+
+    def stage(self, logdensity, key, s):
+        key_resample, key_move = jax.random.split(key)
+        if self.schedule is None:
+            beta = _next_beta(s.log_lik, s.beta, self.target_ess)
+        else:
+            beta = jnp.asarray(self.schedule, s.beta.dtype)[
+                jnp.minimum(s.stage, len(self.schedule) - 1)
+            ]
+        log_w = _increments(s.log_lik, beta - s.beta)
+        log_increment = jax.nn.logsumexp(log_w) - jnp.log(log_w.shape[0])
+        ess = effective_sample_size(log_w)
+        weights = jnp.exp(log_w - jax.nn.logsumexp(log_w))
+
+        kernel = self.kernel(logdensity, beta)
+        ancestors = resample(key_resample, log_w, scheme=self.resampling)
+        state = jax.tree.map(lambda x: x[ancestors], s.kernel)
+        evals_before = jnp.sum(state.grad_evals)
+        state = jax.vmap(kernel.refresh)(state, state.z)
+        parts = self.parts(logdensity)
+        for part, step in zip(parts, s.step_sizes):
+            if not _adapted(state, part):
+                continue
+            if part.tune_mass:
+                state = _with_mass(state, part, s.kernel.z, weights)
+            if part.tune_step:
+                state = _with_step_size(state, part, step)
+        used = tuple(
+            jnp.mean(_get(state, p.path).adapt.step_size) if _adapted(state, p) else step
+            for p, step in zip(parts, s.step_sizes)
+        )
+
+        def move(state, key):
+            keys = jax.random.split(key, self.num_particles)
+            return jax.vmap(kernel.step)(keys, state)
+
+        state, infos = jax.lax.scan(move, state, jax.random.split(key_move, self.num_mcmc_steps))
+        steps = tuple(
+            step * jnp.exp(STEP_GAIN * (jnp.mean(_info(infos, p.path).accept_prob) - p.target))
+            if p.tune_step and _adapted(state, p)
+            else step
+            for p, step in zip(parts, s.step_sizes)
+        )
+        log_prior, log_lik = jax.vmap(logdensity.terms)(state.z)
+        new = SMCState(
+            state, _usable(log_prior, log_lik), beta, s.log_evidence + log_increment,
+            s.stage + 1, steps,
+        )  # fmt: skip
+        active = s.beta < 1
+        new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
+        info = StageInfo(
+            beta, ess, jnp.mean(infos.accept_prob), used,
+            jnp.sum(state.grad_evals) - evals_before,
+            active & ~jnp.isfinite(log_increment), active,
+        )  # fmt: skip
+        return new, info
+
+    def draws(self, logdensity, key, s, num_samples):
+        key_pick, key_order = jax.random.split(key)
+        flat = jnp.zeros(self.num_particles)  # equally weighted after the last move
+        idx = resample(key_pick, flat, num_samples, scheme=self.resampling)
+        idx = jax.random.permutation(key_order, idx)  # draws in no particular order
+        return s.kernel.z[idx], s.log_lik[idx]
+
+
+@partial(jax.jit, static_argnums=0)
+def _start(program, logdensity, keys):
+    return jax.vmap(program.start, (None, 0))(logdensity, keys)
+
+
+@partial(jax.jit, static_argnums=0)
+def _stage(program, logdensity, keys, state):
+    return jax.vmap(program.stage, (None, 0, 0))(logdensity, keys, state)
+
+
+@partial(jax.jit, static_argnums=(0, 4))
+def _draws(program, logdensity, keys, state, num_samples):
+    return jax.vmap(program.draws, (None, 0, 0, None))(logdensity, keys, state, num_samples)
+
+
+# ----- the method ---------------------------------------------------------------------
+
+
+def _schedule(value):
+    if value is None:
+        return None
+    try:
+        betas = np.asarray(value, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        betas = None
+    if betas is None or betas.size == 0 or not np.all(np.isfinite(betas)):
+        raise OptionError(
+            f"Tempered: schedule={value!r} must be an increasing sequence of numbers ending at 1.0"
+        )
+    if betas[0] == 0:
+        betas = betas[1:]  # the prior is where every run starts
+    if betas.size == 0 or betas[0] <= 0 or np.any(np.diff(betas) <= 0) or betas[-1] != 1.0:
+        raise OptionError(
+            f"Tempered: schedule={value!r} must increase strictly within (0, 1] and end at 1.0, "
+            "e.g. schedule=(0.01, 0.1, 0.5, 1.0)"
+        )
+    return tuple(float(b) for b in betas)
+
+
+def _kernel(value):
+    if isinstance(value, str):
+        value = resolve(value)
+    if not isinstance(value, MCMCMethod):
+        raise OptionError(
+            f"Tempered: kernel={value!r} must be an MCMC method object such as "
+            "ppl.mcmc.RWMH(), ppl.mcmc.NUTS() or a combinator (ppl.mcmc.cycle(...))"
+        )
+    return value
+
+
+@register("smc")
+@dataclass(frozen=True)
+class Tempered(Method):
+    """Adaptive tempered SMC: likelihood tempering from prior to posterior, any model.
+
+    >>> post = ppl.infer(m, method=ppl.smc.Tempered(kernel=ppl.mcmc.NUTS()), num_chains=4)
+    >>> post.log_evidence, post.diagnostics["log_evidence_se"]
+
+    num_particles: particles per run.
+    kernel: the MCMC method that moves particles (any `ppl.mcmc` method object or
+        combinator, or a registered name), tuned from the population at each stage.
+    num_mcmc_steps: kernel steps per particle per stage.
+    target_ess: the adaptive schedule picks each next temperature so the ESS of the
+        incremental weights is this fraction of the particles (with a finite likelihood).
+    schedule: a fixed increasing sequence of temperatures ending at 1.0 instead.
+    resampling: "systematic" | "stratified" | "residual" | "multinomial".
+    max_stages: a run still below β = 1 after this many stages is an error.
+
+    In `infer()`, `num_chains` independent runs (their spread gives the Monte Carlo
+    standard error of the log evidence) and `num_samples` draws per run, taken from
+    its final particles (every particle once when num_samples == num_particles).
+    `post.log_evidence` is log of the mean over runs of each run's evidence estimate.
+
+    post.diagnostics: "log_evidence_se" (delta-method standard error from the spread
+    of the runs; NaN for one run), "log_evidence_per_run", "num_stages" per run, and
+    per run and stage (NaN after a run reached β = 1) "beta", "ess" (of the
+    incremental weights), "acceptance" and each adaptive kernel part's "step_size"
+    ("i.j.step_size" inside combinators); "grad_evals" per run, "wall_time".
+    """
+
+    common_options = ("num_samples", "num_chains", "seed", "progress")
+
+    num_particles: int = 1000
+    kernel: Any = RWMH()
+    num_mcmc_steps: int = 10
+    target_ess: float = 0.5
+    schedule: Any = None
+    resampling: str = "systematic"
+    max_stages: int = 500
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_option(self, "num_particles", lambda v: v >= 2, "an integer >= 2", integer=True)
+        check_option(self, "num_mcmc_steps", lambda v: v >= 1, "an integer >= 1", integer=True)
+        check_option(self, "target_ess", lambda v: 0 < v < 1, "a number in (0, 1)")
+        check_option(self, "max_stages", lambda v: v >= 1, "an integer >= 1", integer=True)
+        check_scheme(self.resampling)
+        object.__setattr__(self, "kernel", _kernel(self.kernel))
+        object.__setattr__(self, "schedule", _schedule(self.schedule))
+
+    def check(self, logdensity):
+        """Refuse up front what cannot be tempered: sites the kernel cannot move, and
+        improper priors (particles start as prior draws)."""
+        self.kernel.check(logdensity)
+        trace = logdensity.model.trace(seed=0)
+        flat = [n for n in logdensity.sites if is_improper(trace[n]["fn"])]
+        if flat:
+            raise ModelError(
+                f"{logdensity.model.name}: site(s) {flat} have an improper prior "
+                "(ImproperUniform), but tempered SMC starts its particles as prior draws; "
+                "give them a proper prior"
+            )
+
+    def run(self, model, *, num_samples, num_chains, seed, progress):
+        t0 = time.perf_counter()
+        ld = model.log_density()
+        self.check(ld)
+        program = _Program(
+            self.num_particles, self.kernel, self.num_mcmc_steps, self.target_ess,
+            self.schedule, self.resampling,
+        )  # fmt: skip
+        key_start, key_run, key_draw = jax.random.split(seed, 3)
+        with explain_tracer_errors(model.name):
+            state = _start(program, ld, jax.random.split(key_start, num_chains))
+        run_keys = jax.random.split(key_run, num_chains)
+        infos = []
+        limit = self.max_stages if self.schedule is None else len(self.schedule)
+        bar = progress_bar(
+            total=1.0,
+            disable=not progress_enabled(progress),
+            bar_format="{desc} |{bar}| [{elapsed}]",
+        )
+        with bar:
+            bar.set_description_str("smc stage 0, β=0")
+            while np.any(np.asarray(state.beta) < 1):
+                k = len(infos)
+                if k == limit:
+                    self._too_many_stages(np.asarray(state.beta))
+                keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, k)
+                previous = np.asarray(state.beta)
+                with explain_tracer_errors(model.name):
+                    state, info = _stage(program, ld, keys, state)
+                info = jax.device_get(info)
+                infos.append(info)
+                _check_degenerate(info, k, previous)
+                bar.n = float(np.min(state.beta))  # the run furthest behind
+                bar.set_description_str(f"smc stage {k + 1}, β={bar.n:.3g}")
+        zs, log_lik = _draws(
+            program, ld, jax.random.split(key_draw, num_chains), state, num_samples
+        )
+        if not np.all(np.isfinite(np.asarray(zs))):
+            raise InferenceError(
+                "tempered SMC: some final particles are not finite; the kernel moved them to "
+                "NaN/inf (check the model's density there)"
+            )
+        samples = constrained_values(ld, zs)
+        log_z = np.asarray(state.log_evidence, dtype=np.float64)
+        parts = _parts(self.kernel, ld)
+        diagnostics = self._diagnostics(infos, parts, log_z, time.perf_counter() - t0)
+        return Posterior(
+            {k: np.asarray(v) for k, v in samples.items()},
+            diagnostics,
+            sample_stats={"log_likelihood": np.asarray(log_lik)},
+            log_evidence=_log_mean_exp(log_z),
+            method=self.label,
+            model=model,
+            latent_sites=tuple(ld.sites),
+        )
+
+    def _too_many_stages(self, betas):
+        raise InferenceError(
+            f"tempered SMC: run(s) {np.flatnonzero(betas < 1).tolist()} still below β = 1 "
+            f"(lowest β = {betas.min():.3g}) after max_stages={self.max_stages} stages; raise "
+            "Tempered(max_stages=...), lower target_ess, or use more particles"
+        )
+
+    def _diagnostics(self, infos, parts, log_z, wall_time):
+        def stacked(field):  # (runs, stages), NaN where a run had finished
+            values = np.stack([np.asarray(getattr(i, field), float) for i in infos], axis=1)
+            active = np.stack([i.active for i in infos], axis=1)
+            return np.where(active, values, np.nan)
+
+        active = np.stack([i.active for i in infos], axis=1)
+        diag = {
+            "num_stages": active.sum(axis=1),
+            "beta": stacked("beta"),
+            "ess": stacked("ess"),
+            "acceptance": stacked("accept_prob"),
+            "log_evidence_per_run": log_z,
+            "log_evidence_se": _log_mean_exp_se(log_z),
+            "grad_evals": np.stack([i.grad_evals for i in infos], axis=1).sum(axis=1),
+            "num_particles": self.num_particles,
+            "wall_time": wall_time,
+        }
+        for j, part in enumerate(parts):  # "step_size", or "i.j.step_size" inside combinators
+            label = "".join(f"{i}." for i in part.path) + "step_size"
+            values = np.stack([np.asarray(i.step_sizes[j], float) for i in infos], axis=1)
+            diag[label] = np.where(active, values, np.nan)
+        return diag
+
+
+def _check_degenerate(info, stage, previous):
+    bad = np.flatnonzero(np.asarray(info.degenerate))
+    if bad.size:
+        r = int(bad[0])
+        raise InferenceError(
+            f"tempered SMC: degenerate weights at stage {stage + 1} (β {previous[r]:.4g} → "
+            f"{float(info.beta[r]):.4g}) in run {r}: no particle has a finite log likelihood "
+            "(all are -inf or NaN). Check the model's likelihood (data outside a "
+            "distribution's support, a factor of -inf or NaN) or the prior's support."
+        )
+
+
+def _log_mean_exp(log_z):
+    return float(np.logaddexp.reduce(log_z) - np.log(log_z.size))
+
+
+def _log_mean_exp_se(log_z):
+    """Delta-method standard error of log(mean(exp(log_z))) from the spread of the runs
+    (NaN with one run: the spread needs two)."""
+    if log_z.size < 2:
+        return float("nan")
+    z = np.exp(log_z - log_z.max())
+    return float(z.std(ddof=1) / np.sqrt(z.size) / z.mean())

@@ -1,0 +1,287 @@
+"""Tempered SMC (`ppl.smc.Tempered`, "smc") against exact answers.
+
+Tolerances come from the spread of independent runs (`num_chains` runs, each its
+own key): a quantity estimated per run has Monte Carlo standard error
+sd(runs) / √runs, which captures everything that correlates particles within a run
+(resampling, shared tuning). A check passes within NUM_SIGMAS such errors. With
+16 runs the studentised error has a t distribution with 15 degrees of freedom, so
+a correct sampler fails one check with probability about 1e-3; a biased one
+(wrong weights, a wrong evidence increment, particles stuck in one mode) misses by
+many standard errors. Seeds are fixed, so every result is reproducible.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import NOISE_SD, PRIOR_SD
+from numpyro.distributions import constraints
+from scipy.stats import multivariate_normal, norm
+
+import ppl
+import ppl.smc  # registers "smc"
+from ppl import dist
+from ppl.errors import InferenceError, ModelError, OptionError
+from ppl.infer.registry import resolve
+from ppl.smc import Tempered
+
+NUM_SIGMAS = 4.0
+RUNS = 16
+
+
+def per_run_se(values):
+    """(runs, ...) per-run estimates -> (mean over runs, its standard error)."""
+    values = np.asarray(values, dtype=np.float64)
+    return values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
+
+
+def assert_close(values, exact, what):
+    got, se = per_run_se(values)
+    err = np.abs(got - exact)
+    assert np.all(err < NUM_SIGMAS * se), (what, got, exact, se)
+
+
+def assert_evidence(post, exact):
+    se = post.diagnostics["log_evidence_se"]
+    assert 0 < se < 0.2, se  # a usable estimate, and the check below is not vacuous
+    assert abs(post.log_evidence - exact) < NUM_SIGMAS * se, (post.log_evidence, exact, se)
+
+
+def regression_evidence(regression):
+    """log p(y) of the conjugate regression: y ~ N(0, σ² I + τ² X Xᵀ)."""
+    x, y = regression.x.astype(np.float64), regression.y.astype(np.float64)
+    cov = NOISE_SD**2 * np.eye(len(y)) + PRIOR_SD**2 * x @ x.T
+    return multivariate_normal(np.zeros(len(y)), cov).logpdf(y)
+
+
+# ----- conjugate regression: evidence and posterior --------------------------------
+
+
+ADAPTIVE = Tempered(num_particles=1000)  # RWMH moves, adaptive schedule
+
+
+@pytest.fixture(scope="module")
+def adaptive_post(regression):
+    return ppl.infer(
+        regression.model(), ADAPTIVE, num_samples=1000, num_chains=RUNS, seed=0, progress=False
+    )
+
+
+def test_log_evidence_matches_closed_form(adaptive_post, regression):
+    assert_evidence(adaptive_post, regression_evidence(regression))
+    per_run = adaptive_post.diagnostics["log_evidence_per_run"]
+    assert per_run.shape == (RUNS,)
+    assert np.isclose(adaptive_post.log_evidence, np.logaddexp.reduce(per_run) - np.log(RUNS))
+
+
+def test_posterior_moments(adaptive_post, regression):
+    w = adaptive_post.samples["w"].astype(np.float64)  # (runs, draws, 3)
+    assert_close(w.mean(axis=1), regression.mean, "mean")
+    covs = [np.cov(run.T) for run in w]
+    assert_close(covs, regression.cov, "cov")
+
+
+def test_output_and_diagnostics(adaptive_post, regression):
+    post, d = adaptive_post, adaptive_post.diagnostics
+    assert post.samples["w"].shape == (RUNS, 1000, 3)
+    # the deterministic site, as MCMC gives it
+    expected = np.einsum("nd,rsd->rsn", regression.x, post.samples["w"])
+    np.testing.assert_allclose(post.samples["signal"], expected, rtol=1e-4, atol=1e-4)
+    assert post.sample_stats["log_likelihood"].shape == (RUNS, 1000)
+    stages = d["num_stages"]
+    assert stages.shape == (RUNS,) and np.all(stages >= 2)
+    for r in range(RUNS):
+        k = stages[r]
+        betas = d["beta"][r, :k]
+        assert np.all(np.diff(betas) > 0) and betas[-1] == 1.0
+        assert np.all(np.isnan(d["beta"][r, k:]))
+        # adaptive schedule: every stage but the last keeps ESS at target_ess · N
+        np.testing.assert_allclose(d["ess"][r, : k - 1], 0.5 * ADAPTIVE.num_particles, rtol=0.02)
+        assert d["ess"][r, k - 1] >= 0.5 * ADAPTIVE.num_particles * 0.98
+    acceptance = d["acceptance"][np.isfinite(d["acceptance"])]
+    assert np.all((acceptance > 0.1) & (acceptance < 0.6))  # tuned toward RWMH's 0.234
+    assert np.all(d["step_size"][np.isfinite(d["step_size"])] > 0)
+    assert d["wall_time"] > 0
+
+
+def test_max_stages_is_an_error(regression):
+    # same settings as ADAPTIVE but max_stages: the compiled stage is reused
+    with pytest.raises(InferenceError, match="max_stages=2"):
+        ppl.infer(
+            regression.model(), Tempered(num_particles=1000, max_stages=2),
+            num_samples=1000, num_chains=RUNS, seed=0, progress=False,
+        )  # fmt: skip
+
+
+# ----- a fixed schedule, gradient moves inside a combinator -------------------------
+
+
+SCHEDULE = (0.002, 0.01, 0.03, 0.08, 0.2, 0.45, 1.0)
+
+
+@pytest.fixture(scope="module")
+def fixed_post(regression):
+    method = Tempered(
+        num_particles=500, kernel=ppl.mcmc.cycle(ppl.mcmc.RWMH(), ppl.mcmc.NUTS()),
+        num_mcmc_steps=3, schedule=(0.0,) + SCHEDULE,
+    )  # fmt: skip
+    return ppl.infer(
+        regression.model(), method, num_samples=500, num_chains=RUNS, seed=1, progress=False
+    )
+
+
+def test_fixed_schedule(fixed_post, regression):
+    d = fixed_post.diagnostics
+    assert np.all(d["num_stages"] == len(SCHEDULE))
+    np.testing.assert_allclose(d["beta"], np.tile(SCHEDULE, (RUNS, 1)), rtol=1e-6)
+    assert_evidence(fixed_post, regression_evidence(regression))
+    w = fixed_post.samples["w"].astype(np.float64)
+    assert_close(w.mean(axis=1), regression.mean, "mean")
+    # each part of the cycle is tuned on its own: RWMH toward 0.234, NUTS toward 0.8
+    for part in ("0.step_size", "1.step_size"):
+        assert np.all(d[part] > 0), part
+    assert np.all(d["acceptance"] > 0.3)  # the mean of RWMH's and NUTS's acceptance
+    assert np.all(d["grad_evals"] > 0)
+
+
+# ----- a bimodal target: both modes with the right weights --------------------------
+
+MODE, MODE_SD, WEIGHT, WIDE = 4.0, 0.5, 0.3, 5.0
+
+
+@ppl.model
+def bimodal():
+    """x ~ N(0, 5²) and a likelihood with modes at ±4 of weights 0.3 / 0.7.
+
+    The prior is symmetric, so the posterior keeps the weights: 0.3 N(-m, s²) +
+    0.7 N(m, s²) with precision 1/5² + 1/0.5² and m = 4 · 4 / that precision; the
+    evidence is N(4; 0, 5² + 0.5²).
+    """
+    x = ppl.sample("x", dist.Normal(0.0, WIDE))
+    left = jnp.log(WEIGHT) + dist.Normal(-MODE, MODE_SD).log_prob(x)
+    right = jnp.log(1 - WEIGHT) + dist.Normal(MODE, MODE_SD).log_prob(x)
+    ppl.factor("modes", jnp.logaddexp(left, right))
+
+
+@pytest.fixture(scope="module")
+def bimodal_post():
+    return ppl.infer(
+        bimodal(), Tempered(num_particles=1000), num_samples=1000, num_chains=RUNS, seed=2,
+        progress=False,
+    )  # fmt: skip
+
+
+def test_bimodal_weights_and_evidence(bimodal_post):
+    x = bimodal_post.samples["x"].astype(np.float64)  # (runs, draws)
+    left = x < 0
+    assert np.all(left.mean(axis=1) > 0.15) and np.all(left.mean(axis=1) < 0.45)  # every run
+    assert_close(left.mean(axis=1), WEIGHT, "weight of the left mode")
+    precision = 1 / WIDE**2 + 1 / MODE_SD**2
+    centre = MODE / MODE_SD**2 / precision
+    right_mean = [run[run > 0].mean() for run in x]
+    left_mean = [run[run < 0].mean() for run in x]
+    assert_close(right_mean, centre, "right mode")
+    assert_close(left_mean, -centre, "left mode")
+    exact = norm(0, np.hypot(WIDE, MODE_SD)).logpdf(MODE)
+    assert_evidence(bimodal_post, exact)
+
+
+@pytest.mark.filterwarnings("ignore:nuts. ess_:ppl.errors.SamplingWarning")  # expected too
+def test_nuts_alone_stays_in_one_mode():
+    """The contrast: each NUTS chain keeps to the mode it found first (and R-hat says so)."""
+    with pytest.warns(ppl.SamplingWarning, match="r_hat"):
+        post = ppl.infer(
+            bimodal(), "nuts", num_warmup=200, num_samples=200, num_chains=4, seed=0,
+            progress=False,
+        )  # fmt: skip
+    for chain in np.asarray(post.samples["x"]):
+        assert np.all(chain > 0) or np.all(chain < 0)
+
+
+# ----- weights of zero: some particles, then all ------------------------------------
+
+
+@ppl.model
+def truncated(cut, outside):
+    """x ~ N(0, 1) and a likelihood that is 1 for x > cut and exp(outside) elsewhere."""
+    x = ppl.sample("x", dist.Normal(0.0, 1.0))
+    ppl.factor("cut", jnp.where(x > cut, 0.0, outside))
+
+
+TRUNCATED = Tempered(num_particles=1000)
+
+
+def test_particles_without_likelihood_drop_out():
+    """Half the prior draws have zero likelihood: they get zero weight, and the rest
+    give the half-normal posterior and evidence 1/2."""
+    post = ppl.infer(
+        truncated(jnp.array(0.0), jnp.array(-jnp.inf)), TRUNCATED, num_samples=1000, num_chains=RUNS, seed=3,
+        progress=False,
+    )  # fmt: skip
+    x = post.samples["x"].astype(np.float64)
+    assert np.all(x > 0)
+    assert_close(x.mean(axis=1), np.sqrt(2 / np.pi), "half-normal mean")
+    assert_evidence(post, np.log(0.5))
+
+
+@pytest.mark.parametrize("outside", [-jnp.inf, jnp.nan])
+def test_degenerate_weights_are_an_error(outside):
+    with pytest.raises(InferenceError, match=r"stage 1 \(β 0 → .*no particle has a finite"):
+        ppl.infer(
+            truncated(jnp.array(100.0), jnp.array(outside)), TRUNCATED, num_samples=1000, num_chains=RUNS, seed=0,
+            progress=False,
+        )  # fmt: skip
+
+
+# ----- models it refuses, options ----------------------------------------------------
+
+
+@ppl.model
+def with_discrete():
+    ppl.sample("z", dist.Bernoulli(0.5))
+    ppl.sample("x", dist.Normal(0.0, 1.0), obs=1.0)
+
+
+@ppl.model
+def improper():
+    x = ppl.sample("x", dist.ImproperUniform(constraints.real, (), ()))
+    ppl.sample("y", dist.Normal(x, 1.0), obs=1.0)
+
+
+def test_refuses_discrete_and_improper():
+    with pytest.raises(ModelError, match="'z'.*discrete"):
+        ppl.infer(with_discrete(), "smc", progress=False)
+    with pytest.raises(ModelError, match="improper prior"):
+        ppl.infer(improper(), "smc", progress=False)
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"num_particles": 1}, "num_particles"),
+        ({"num_particles": 10.0}, "num_particles"),
+        ({"num_mcmc_steps": 0}, "num_mcmc_steps"),
+        ({"target_ess": 1.0}, "target_ess"),
+        ({"target_ess": 0}, "target_ess"),
+        ({"max_stages": 0}, "max_stages"),
+        ({"schedule": (0.5, 0.2, 1.0)}, "schedule"),
+        ({"schedule": (0.1, 0.9)}, "end at 1.0"),
+        ({"schedule": ()}, "schedule"),
+        ({"schedule": "fast"}, "schedule"),
+        ({"resampling": "best"}, "resampling scheme"),
+        ({"kernel": Tempered()}, "kernel"),
+        ({"kernel": "no-such-kernel"}, "unknown method"),
+    ],
+)
+def test_bad_options(options, match):
+    with pytest.raises(OptionError, match=match):
+        Tempered(**options)
+
+
+def test_options_and_registry(regression):
+    assert isinstance(resolve("smc"), Tempered)
+    assert Tempered(kernel="nuts").kernel == ppl.mcmc.NUTS()
+    assert Tempered(schedule=[0, 0.5, 1]).schedule == (0.5, 1.0)
+    with pytest.raises(OptionError, match="no warmup"):
+        ppl.infer(regression.model(), "smc", num_warmup=10)
+    with pytest.raises(OptionError, match="option of the method"):
+        ppl.infer(regression.model(), "smc", num_particles=10)
