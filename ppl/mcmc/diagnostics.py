@@ -43,6 +43,7 @@ R_HAT_MAX = 1.01
 ESS_PER_CHAIN = 100
 # Sites with more components than this are screened before exact checks (`_site_stats`).
 EXACT_COMPONENTS = 64
+_EXACT_VALUES = 2**18  # draws ranked exactly per site, at most (about 0.1 s)
 _CHUNK_VALUES = 2**21  # values per vectorised block (16 MB of float64)
 _NAMES_SHOWN = 6
 
@@ -167,9 +168,10 @@ def _site_stats(x):
 
     Cost control: the exact statistics (those of `Posterior.summary()`) cost about
     2.5 ms per component at 4 x 1000 draws, mostly ranking. Sites of up to
-    `EXACT_COMPONENTS` components get them for every component. Larger sites are
+    `EXACT_COMPONENTS` components get them for every component, fewer when there are
+    many draws (so that about `_EXACT_VALUES` draws are ranked, at least 3 components). Larger sites are
     screened first by `_screen` (vectorised, ~5x cheaper, in blocks of `_CHUNK_VALUES`
-    values), and only the `EXACT_COMPONENTS` worst under each of its three statistics get
+    values), and only the worst few (as many as get exact statistics) under each of its three statistics get
     the exact values; the others keep their screen values. So the worst values and the
     names in warnings are exact (barring a screen that misorders near-ties), while
     counts of flagged components of a large site are approximate.
@@ -178,7 +180,9 @@ def _site_stats(x):
     out = np.full((3, num_components), np.nan)
     if x.shape[1] < 4:  # too few draws to split: no statistic, as in `ppl.infer.summary`
         return out
-    if num_components <= EXACT_COMPONENTS:
+    # exact statistics rank every draw of a component: keep that work bounded
+    exact = max(3, min(EXACT_COMPONENTS, _EXACT_VALUES // (x.shape[0] * x.shape[1])))
+    if num_components <= exact:
         checked = range(num_components)
     else:
         block = max(1, _CHUNK_VALUES // (x.shape[0] * x.shape[1]))
@@ -188,7 +192,7 @@ def _site_stats(x):
         ]
         out[:] = [np.concatenate(c) for c in zip(*chunks)]
         badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=-np.inf)
-        checked = np.unique(np.argsort(badness, axis=1)[:, :EXACT_COMPONENTS])
+        checked = np.unique(np.argsort(badness, axis=1)[:, :exact])
     for i in checked:
         xi = x[..., i]
         out[:, i] = r_hat(xi), ess_bulk(xi), ess_tail(xi)
