@@ -52,7 +52,11 @@ def progress_bar(**kwargs):
     return tqdm(**kwargs)
 
 
-def _live(step, collect, state, chain_keys, i):
+def _live(program, data, state, chain_keys, i):
+    # `i` is the step index shared by all chains: a program that asks for it can branch
+    # on it (e.g. warmup or not) without vmap turning the branch into "compute both".
+    step_index = getattr(program, "uses_step_index", False)
+    step, collect = program(data, i) if step_index else program(data)
     keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
     state, info = jax.vmap(step)(keys, state)
     return state, jax.vmap(collect)(state, info)
@@ -60,8 +64,7 @@ def _live(step, collect, state, chain_keys, i):
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _chunk(program, chunk_len, data, state, chain_keys, start, stop):
-    step, collect = program(data)
-    live = partial(_live, step, collect)
+    live = partial(_live, program, data)
     out_shape = jax.eval_shape(live, state, chain_keys, start)[1]
 
     def idle(state, chain_keys, i):
@@ -104,7 +107,9 @@ def run(
 ):  # fmt: skip
     """Run a program's step over the chains in `state` (leading axis = chain) through `phases`.
 
-    `program(data) -> (step, collect)`: `step(key, state) -> (state, info)` is the
+    `program(data) -> (step, collect)` (or `program(data, i)`, given the step index
+    shared by all chains, when `program.uses_step_index` is true): `step(key, state) ->
+    (state, info)` is the
     algorithm's step, `collect(state, info)` picks what to record per chain and
     step. `program` must be hashable (e.g. a frozen dataclass) and `data` a pytree
     (e.g. a LogDensity): the compiled chunk is then reused by every run with an

@@ -107,13 +107,13 @@ def adaptive(
         adapt = adapt_init(point, key_adapt, step_size=start_step, mass_matrix_size=z.shape[0])
         return MCMCState(jnp.array(0), z, pe, grad, adapt, jnp.array(int(uses_gradient)))
 
-    def step(key, state):
+    def step_at(key, state, i):
         a = state.adapt
         point, info = propose(
             key, point_at(state), a.step_size, a.inverse_mass_matrix, a.mass_matrix_sqrt
         )
         adapt = jax.lax.cond(
-            state.i < num_warmup,
+            i < num_warmup,
             lambda: update(state.i, info.accept_prob, point, a),
             lambda: a,
         )
@@ -123,4 +123,7 @@ def adaptive(
         )  # fmt: skip
         return new, info
 
-    return Kernel(init, step, refresher(evaluate, uses_gradient), uses_gradient)
+    def step(key, state):
+        return step_at(key, state, state.i)
+
+    return Kernel(init, step, refresher(evaluate, uses_gradient), uses_gradient, step_at)

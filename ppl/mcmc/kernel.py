@@ -29,12 +29,18 @@ class MCMCState(NamedTuple):
 
 class Kernel(NamedTuple):
     """An Algorithm on one potential, plus `refresh(state, z) -> state` and whether its
-    states carry a valid gradient (`uses_gradient`)."""
+    states carry a valid gradient (`uses_gradient`).
+
+    `step_at(key, state, i)`, where given, is `step` told the step index `i` shared by
+    all chains, so a phase switch (warmup or not) is a real branch under `vmap`
+    instead of a select that computes both sides.
+    """
 
     init: Any
     step: Any
     refresh: Any
     uses_gradient: bool
+    step_at: Any = None
 
 
 def evaluator(potential, uses_gradient):

@@ -2,6 +2,7 @@
 
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,13 @@ class MCMCProgram:
     method: "MCMCMethod"
     num_warmup: int
 
-    def __call__(self, logdensity):
-        return self.method.kernel(logdensity, self.num_warmup).step, _collect
+    uses_step_index = True  # the driver passes the shared step index to __call__
+
+    def __call__(self, logdensity, i=None):
+        kernel = self.method.kernel(logdensity, self.num_warmup)
+        if i is None or kernel.step_at is None:
+            return kernel.step, _collect
+        return partial(kernel.step_at, i=i), _collect
 
     def start(self, logdensity, key):
         key_point, key_kernel = jax.random.split(key)
