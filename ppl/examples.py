@@ -23,6 +23,16 @@ def eight_schools(sigma, y=None):
 
 
 @ppl.model
+def eight_schools_centred(sigma, y=None):
+    """The centred form of `eight_schools`: a funnel that makes NUTS diverge (for diagnostics)."""
+    mu = ppl.sample("mu", dist.Normal(0, 5))
+    tau = ppl.sample("tau", dist.HalfCauchy(5))
+    with ppl.plate("school", len(sigma)):
+        theta = ppl.sample("theta", dist.Normal(mu, tau))
+        ppl.sample("y", dist.Normal(theta, sigma), obs=y)
+
+
+@ppl.model
 def logistic_regression(x, y=None):
     """Bayesian logistic regression with a standard-normal prior on the weights."""
     w = ppl.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))

@@ -258,15 +258,6 @@ def normal_mean(y=None):
         ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
 
 
-@ppl.model
-def eight_schools_centred(sigma, y=None):
-    mu = ppl.sample("mu", dist.Normal(0, 5))
-    tau = ppl.sample("tau", dist.HalfCauchy(5))
-    with ppl.plate("school", len(sigma)):
-        theta = ppl.sample("theta", dist.Normal(mu, tau))
-        ppl.sample("y", dist.Normal(theta, sigma), obs=y)
-
-
 @pytest.fixture(scope="module")
 def well_mixed():
     with warnings.catch_warnings(record=True) as caught:
@@ -281,7 +272,7 @@ def well_mixed():
 @pytest.fixture(scope="module")
 def centred():
     # Few draws of the centred funnel: divergences, poor mixing of tau.
-    model = eight_schools_centred(examples.EIGHT_SCHOOLS_SIGMA, y=examples.EIGHT_SCHOOLS_Y)
+    model = examples.eight_schools_centred(examples.EIGHT_SCHOOLS_SIGMA, y=examples.EIGHT_SCHOOLS_Y)
     with pytest.warns(SamplingWarning) as record:
         post = ppl.infer(model, num_warmup=200, num_samples=200, num_chains=2, seed=0,
                          progress=False)  # fmt: skip

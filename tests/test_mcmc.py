@@ -374,17 +374,8 @@ def test_dense_mass_mixes_better_on_correlated_gaussian(mass_matrix_runs):
 # ----- divergences --------------------------------------------------------------------------
 
 
-@ppl.model
-def eight_schools_centered(sigma, y=None):
-    mu = ppl.sample("mu", dist.Normal(0, 5))
-    tau = ppl.sample("tau", dist.HalfCauchy(5))
-    with ppl.plate("school", len(sigma)):
-        theta = ppl.sample("theta", dist.Normal(mu, tau))
-        ppl.sample("y", dist.Normal(theta, sigma), obs=y)
-
-
 def test_centered_eight_schools_reports_divergences():
-    model = eight_schools_centered(examples.EIGHT_SCHOOLS_SIGMA, y=examples.EIGHT_SCHOOLS_Y)
+    model = examples.eight_schools_centred(examples.EIGHT_SCHOOLS_SIGMA, y=examples.EIGHT_SCHOOLS_Y)
     with pytest.warns(UserWarning, match="divergent transitions"):
         post = ppl.infer(model, num_warmup=300, num_samples=300, num_chains=4, seed=0,
                          progress=False)  # fmt: skip

@@ -48,7 +48,7 @@ def adaptive(
     tune_initial_step_size=True,
     restart_step_size=True,
 ):
-    """An `Algorithm` running `propose` with windowed adaptation during warmup.
+    """A `Kernel` running `propose` with windowed adaptation during warmup.
 
     With `num_warmup=0` nothing is adapted, but the initial step size is still
     found by NumPyro's heuristic (as NumPyro does) unless `adapt_step_size=False`:
