@@ -25,6 +25,7 @@ def block_indices(logdensity, names):
         )
     return np.concatenate(
         [np.arange(sites[n].offset, sites[n].offset + sites[n].size) for n in names]
+        + [np.zeros(0, dtype=int)]
     )
 
 

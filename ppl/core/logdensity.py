@@ -190,6 +190,12 @@ class LogDensity:
     def log_prior(self, z, key=None):
         return self._run(z, key)[0]
 
+    def log_prior_of(self, names, z):
+        """The prior factors (with Jacobians) of the sites `names` alone at `z`."""
+        site_lp, _ = compute_log_probs(self._substituted(z, None), (), {}, {})
+        keep = {n for s in names for n in (s, _log_det_site(s))}
+        return sum((v for n, v in site_lp.items() if n in keep), start=jnp.zeros(()))
+
     def log_likelihood(self, z, key=None):
         return self._run(z, key)[1]
 

@@ -34,6 +34,10 @@ class Kernel(NamedTuple):
     `step_at(key, state, i)`, where given, is `step` told the step index `i` shared by
     all chains, so a phase switch (warmup or not) is a real branch under `vmap`
     instead of a select that computes both sides.
+
+    `refresh_on_handover`: the state caches more than the potential at its position
+    (particle MCMC caches a likelihood estimate), so a position handed over by another
+    kernel must always go through `refresh`.
     """
 
     init: Any
@@ -41,6 +45,7 @@ class Kernel(NamedTuple):
     refresh: Any
     uses_gradient: bool
     step_at: Any = None
+    refresh_on_handover: bool = False
 
 
 def evaluator(potential, uses_gradient):
@@ -68,7 +73,7 @@ def refresher(evaluate, uses_gradient):
 def handover(kernel, state, z, potential_energy, z_grad, grad_valid):
     """`state` of `kernel` placed at `z`, reusing the cached potential (and gradient where
     valid) instead of evaluating the density again."""
-    if kernel.uses_gradient and not grad_valid:
+    if (kernel.uses_gradient and not grad_valid) or kernel.refresh_on_handover:
         return kernel.refresh(state, z)
     return state._replace(z=z, potential_energy=potential_energy, z_grad=z_grad)
 

@@ -1,5 +1,8 @@
-"""Sequential Monte Carlo: resampling schemes and tempered SMC (`Tempered`, "smc")."""
+"""Sequential Monte Carlo: resampling, tempered SMC ("smc"), particle filters ("pf") and
+particle MCMC ("pmmh", "pimh", "particle_gibbs")."""
 
+from ppl.smc.particle_filter import ParticleFilter
+from ppl.smc.pmcmc import PIMH, PMMH, ParticleGibbs
 from ppl.smc.resampling import (
     SCHEMES,
     effective_sample_size,
@@ -11,5 +14,5 @@ from ppl.smc.tempered import Tempered, TemperedDensity
 
 __all__ = [
     "SCHEMES", "effective_sample_size", "normalize", "resample", "resample_if_degenerate",
-    "Tempered", "TemperedDensity",
+    "Tempered", "TemperedDensity", "ParticleFilter", "PMMH", "PIMH", "ParticleGibbs",
 ]  # fmt: skip

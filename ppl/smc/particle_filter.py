@@ -1,0 +1,277 @@
+"""Particle filters for models whose time loop is `ppl.scan` (`ParticleFilter`, "pf").
+
+N particles run the model's step function one time step at a time. Each particle
+carries the static sites (drawn from the prior, or fixed by the caller as in particle
+MCMC), the scan's carry and a log weight. At step t:
+
+1. when the ESS of the weights falls below `resample_threshold` · N, particles are
+   resampled (their ancestors recorded) and the weights made equal;
+2. every particle runs step(carry, x_t): latent sites drawn from the model's own
+   transition (bootstrap) or from a user proposal, and weighted by the incremental
+   weight (observed densities; times p/q for a proposal);
+3. log Ẑ grows by the log of the weighted mean incremental weight, so exp(log Ẑ) is
+   an unbiased estimate of p(y).
+
+Smoothed trajectories come from ancestor tracing: pick final particles by weight,
+then follow their recorded ancestors back to t = 0.
+
+`filter_states` is the pure core, used by the "pf" method and by particle MCMC
+(conditional SMC keeps one particle on a reference trajectory).
+"""
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.core.checks import explain_tracer_errors
+from ppl.errors import InferenceError, OptionError
+from ppl.infer.driver import progress_bar, progress_enabled
+from ppl.infer.method import Method, check_option
+from ppl.infer.posterior import Posterior
+from ppl.infer.registry import register
+from ppl.smc.resampling import check_scheme, effective_sample_size, resample
+from ppl.smc.state_space import describe, prefix, run_step, trace_log_prob
+from ppl.smc.tempered import _log_mean_exp, _log_mean_exp_se
+
+__all__ = ["ParticleFilter", "FilterSettings", "FilterResult", "filter_states", "trace_back"]
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """What the compiled filter depends on (hashable)."""
+
+    layout: Any
+    num_particles: int
+    resample_threshold: float
+    resampling: str
+    proposal: Any = None
+
+
+class FilterResult(NamedTuple):
+    """One filter run. Per particle: `static` values (after the last resampling);
+    per step t: `values` (latent and deterministic step sites, (T, N, ...)), `ancestors`
+    (T, N), normalised `log_weights` after the step (T, N), `ess` before resampling,
+    `resampled`, and the log evidence increment; `log_evidence` the total."""
+
+    log_evidence: jax.Array
+    static: dict
+    values: dict
+    ancestors: jax.Array
+    log_weights: jax.Array
+    ess: jax.Array
+    resampled: jax.Array
+    increments: jax.Array
+
+
+def _static_values(trace, layout):
+    return {n: trace[n]["value"] for n in layout.static + layout.static_deterministic}
+
+
+def _particle_start(model, layout, key, fixed):
+    """One particle at t = 0: its static values, the scan's initial carry and the log
+    density of observed sites before the loop (drawn from the prior where not fixed)."""
+    trace, call, _ = prefix(model, key, fixed)
+    return _static_values(trace, layout), call.init, trace_log_prob(trace, observed=True)
+
+
+def _particle_step(model, settings, static, carry, x, key, reference, use_reference):
+    latent = {n: static[n] for n in settings.layout.static}
+    _, call, _ = prefix(model, jax.random.key(0), latent)  # static sites all fixed
+    carry, trace, log_w = run_step(
+        call.step, carry, x, key, settings.proposal, reference, use_reference
+    )
+    kept = settings.layout.latent + settings.layout.deterministic
+    log_w = jnp.where(jnp.isnan(log_w), -jnp.inf, log_w)  # NaN: impossible, not poison
+    return carry, {n: trace[n]["value"] for n in kept}, log_w
+
+
+def filter_states(model, settings, key, fixed=None, reference=None):
+    """Run the filter once: a FilterResult.
+
+    fixed: static site values shared by all particles (particle MCMC), or None to draw
+    them from the prior per particle. reference: a trajectory {site: (T, ...)} that
+    particle 0 keeps (conditional SMC), or None.
+    """
+    n = settings.num_particles
+    fixed = {} if fixed is None else fixed
+    key_start, key_loop = jax.random.split(key)
+    start = partial(_particle_start, model, settings.layout)
+    static, carry, log_w = jax.vmap(start, (0, None))(jax.random.split(key_start, n), fixed)
+    _, call, _ = prefix(model, key_start, {k: v[0] for k, v in static.items()})
+    log_total = jax.nn.logsumexp(log_w)
+    log_w = log_w - log_total
+    is_ref = jnp.arange(n) == 0
+    step = jax.vmap(partial(_particle_step, model, settings), (0, 0, None, 0, None, 0))
+
+    def one_step(state, inputs):
+        static, carry, log_w, log_z = state
+        x, ref_t, key = inputs
+        key_resample, key_move = jax.random.split(key)
+        ess = effective_sample_size(log_w)
+        do = ess < settings.resample_threshold * n
+        idx = resample(key_resample, log_w, scheme=settings.resampling)
+        if reference is not None:
+            idx = idx.at[0].set(0)  # the reference particle keeps its own past
+        idx = jnp.where(do, idx, jnp.arange(n, dtype=idx.dtype))
+        static, carry = jax.tree.map(lambda v: v[idx], (static, carry))
+        log_w = jnp.where(do, -jnp.log(n), log_w)
+        keys = jax.random.split(key_move, n)
+        carry, values, incr = step(static, carry, x, keys, ref_t, is_ref)
+        log_w = log_w + incr
+        increment = jax.nn.logsumexp(log_w)
+        log_w = log_w - increment
+        out = (values, idx, log_w, ess, do, increment)
+        return (static, carry, log_w, log_z + increment), out
+
+    t = settings.layout.length
+    inputs = (call.xs, reference, jax.random.split(key_loop, t))
+    state = (static, carry, log_w, log_total - jnp.log(n))
+    (static, _, _, log_z), out = jax.lax.scan(one_step, state, inputs, length=t)
+    values, ancestors, log_ws, ess, resampled, increments = out
+    return FilterResult(log_z, static, values, ancestors, log_ws, ess, resampled, increments)
+
+
+def trace_back(key, result, num_draws):
+    """Smoothed draws by ancestor tracing: (static values, trajectories (num_draws, T, ...)).
+
+    Final particles are picked by their weights; each one's past is read off the
+    recorded ancestors backwards in time."""
+    pick = jax.random.categorical(key, result.log_weights[-1], shape=(num_draws,))
+
+    def back(idx, inputs):
+        values, ancestors = inputs
+        return ancestors[idx], jax.tree.map(lambda v: v[idx], values)
+
+    _, paths = jax.lax.scan(back, pick, (result.values, result.ancestors), reverse=True)
+    paths = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), paths)  # (draws, T, ...)
+    static = jax.tree.map(lambda v: v[pick], result.static)
+    return static, paths
+
+
+def filtering_means(result):
+    """E[site_t | y_1:t] for every real-valued step site: {site: (T, ...)}."""
+    w = jnp.exp(result.log_weights)
+    return {
+        k: jnp.einsum("tn,tn...->t...", w, v)
+        for k, v in result.values.items()
+        if jnp.issubdtype(v.dtype, jnp.floating)
+    }
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _run(settings, model, keys, num_samples):
+    def one(key):
+        key_filter, key_back = jax.random.split(key)
+        result = filter_states(model, settings, key_filter)
+        static, paths = trace_back(key_back, result, num_samples)
+        summary = (result.ess, result.resampled, result.increments, filtering_means(result))
+        return result.log_evidence, static, paths, summary
+
+    return jax.vmap(one)(keys)
+
+
+@register("pf")
+@dataclass(frozen=True)
+class ParticleFilter(Method):
+    """A particle filter for models whose time loop is `ppl.scan(step, init, xs)`.
+
+    >>> post = ppl.infer(m, method=ppl.smc.ParticleFilter(num_particles=1000), num_chains=4)
+    >>> post.log_evidence, post.diagnostics["filtering_mean"]["x"]
+
+    Sites before the loop (static parameters) are drawn from the prior once per
+    particle and weighted with the rest; for real parameter inference use particle
+    MCMC (`ppl.smc.PMMH`, `ppl.smc.ParticleGibbs`).
+
+    num_particles: particles per filter.
+    proposal: None for the bootstrap filter (latent sites drawn from the model's
+        transition), or a DSL function `proposal(carry, x)` sampling the step's latent
+        sites (same names), e.g. one that looks at the observation x.
+    resample_threshold: resample when the ESS falls below this fraction of the
+        particles (1.0: at every step; 0.0: never).
+    resampling: "systematic" | "stratified" | "residual" | "multinomial".
+
+    In `infer()`, `num_chains` independent filters (their spread gives the Monte Carlo
+    standard error of the log evidence) and `num_samples` smoothed trajectories per
+    filter, by ancestor tracing: `post.samples["x"]` has shape (chains, draws, T, ...).
+    `post.log_evidence` is log of the mean over filters of each filter's estimate.
+
+    post.diagnostics: "filtering_mean" {site: (chains, T, ...)}, "ess" (chains, T,
+    before resampling), "resampled" (chains, T), "log_evidence_increments" (chains, T),
+    "log_evidence_per_run", "log_evidence_se", "wall_time".
+    """
+
+    num_particles: int = 1000
+    proposal: Any = None
+    resample_threshold: float = 0.5
+    resampling: str = "systematic"
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_option(self, "num_particles", lambda v: v >= 2, "an integer >= 2", integer=True)
+        check_option(self, "resample_threshold", lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        check_scheme(self.resampling)
+        if self.proposal is not None and not callable(self.proposal):
+            raise OptionError(
+                f"ParticleFilter: proposal={self.proposal!r} must be a function "
+                "proposal(carry, x) that samples the step's latent sites"
+            )
+
+    def settings(self, model):
+        layout = describe(model, self.proposal)
+        return FilterSettings(
+            layout, self.num_particles, float(self.resample_threshold), self.resampling,
+            self.proposal,
+        )  # fmt: skip
+
+    def run(self, model, *, num_samples, num_chains, seed, progress):
+        t0 = time.perf_counter()
+        settings = self.settings(model)
+        bar = progress_bar(
+            total=num_chains, disable=not progress_enabled(progress), desc="pf",
+            bar_format="{desc} [{elapsed}]",
+        )  # fmt: skip
+        with bar, explain_tracer_errors(model.name):
+            bar.set_description_str(
+                f"pf: {num_chains} x {self.num_particles} particles, {settings.layout.length} steps"
+            )
+            keys = jax.random.split(seed, num_chains)
+            log_z, static, paths, summary = jax.device_get(_run(settings, model, keys, num_samples))
+        ess, resampled, increments, means = summary
+        _check_degenerate(increments)
+        samples = {**static, **paths}
+        log_z = np.asarray(log_z, dtype=np.float64)
+        diagnostics = {
+            "filtering_mean": {k: np.asarray(v) for k, v in means.items()},
+            "ess": np.asarray(ess),
+            "resampled": np.asarray(resampled),
+            "log_evidence_increments": np.asarray(increments),
+            "log_evidence_per_run": log_z,
+            "log_evidence_se": _log_mean_exp_se(log_z),
+            "num_particles": self.num_particles,
+            "wall_time": time.perf_counter() - t0,
+        }
+        return Posterior(
+            {k: np.asarray(v) for k, v in samples.items()},
+            diagnostics,
+            log_evidence=_log_mean_exp(log_z),
+            method=self.label,
+            model=model,
+            latent_sites=settings.layout.static + settings.layout.latent,
+        )
+
+
+def _check_degenerate(increments):
+    bad = ~np.isfinite(np.asarray(increments))
+    if bad.any():
+        run, step = (int(i[0]) for i in np.nonzero(bad))
+        raise InferenceError(
+            f"particle filter: degenerate weights at time step {step} (of run {run}): no "
+            "particle gives the observation a finite log density (all weights are -inf or "
+            "NaN). Check the observation model at that step (data outside a distribution's "
+            "support), or use more particles or a proposal that looks at the data."
+        )
