@@ -53,16 +53,18 @@ class FilterSettings:
 
 
 class FilterResult(NamedTuple):
-    """One filter run. Per particle: `static` values (after the last resampling);
-    per step t: `values` (latent and deterministic step sites, (T, N, ...)), `ancestors`
-    (T, N), normalised `log_weights` after the step (T, N), `ess` before resampling,
-    `resampled`, and the log evidence increment; `log_evidence` the total."""
+    """One filter run. Per particle: `static` values (after the last resampling) and
+    normalised `log_weights` after the last step; per step t: `values` (latent and
+    deterministic step sites, (T, N, ...)), `ancestors` (T, N), `filtering_mean` of the
+    real-valued step sites, `ess` before resampling, `resampled`, and the log evidence
+    increment; `log_evidence` the total."""
 
     log_evidence: jax.Array
     static: dict
+    log_weights: jax.Array
     values: dict
     ancestors: jax.Array
-    log_weights: jax.Array
+    filtering_mean: dict
     ess: jax.Array
     resampled: jax.Array
     increments: jax.Array
@@ -125,15 +127,20 @@ def filter_states(model, settings, key, fixed=None, reference=None):
         log_w = log_w + incr
         increment = jax.nn.logsumexp(log_w)
         log_w = log_w - increment
-        out = (values, idx, log_w, ess, do, increment)
+        w = jnp.exp(log_w)
+        means = {k: jnp.tensordot(w, v, 1) for k, v in values.items() if _real(v)}
+        out = (values, idx, means, ess, do, increment)
         return (static, carry, log_w, log_z + increment), out
 
     t = settings.layout.length
     inputs = (call.xs, reference, jax.random.split(key_loop, t))
     state = (static, carry, log_w, log_total - jnp.log(n))
-    (static, _, _, log_z), out = jax.lax.scan(one_step, state, inputs, length=t)
-    values, ancestors, log_ws, ess, resampled, increments = out
-    return FilterResult(log_z, static, values, ancestors, log_ws, ess, resampled, increments)
+    (static, _, log_w, log_z), out = jax.lax.scan(one_step, state, inputs, length=t)
+    return FilterResult(log_z, static, log_w, *out)
+
+
+def _real(v):
+    return jnp.issubdtype(v.dtype, jnp.floating)
 
 
 def trace_back(key, result, num_draws):
@@ -141,7 +148,7 @@ def trace_back(key, result, num_draws):
 
     Final particles are picked by their weights; each one's past is read off the
     recorded ancestors backwards in time."""
-    pick = jax.random.categorical(key, result.log_weights[-1], shape=(num_draws,))
+    pick = jax.random.categorical(key, result.log_weights, shape=(num_draws,))
 
     def back(idx, inputs):
         values, ancestors = inputs
@@ -153,23 +160,13 @@ def trace_back(key, result, num_draws):
     return static, paths
 
 
-def filtering_means(result):
-    """E[site_t | y_1:t] for every real-valued step site: {site: (T, ...)}."""
-    w = jnp.exp(result.log_weights)
-    return {
-        k: jnp.einsum("tn,tn...->t...", w, v)
-        for k, v in result.values.items()
-        if jnp.issubdtype(v.dtype, jnp.floating)
-    }
-
-
 @partial(jax.jit, static_argnums=(0, 3))
 def _run(settings, model, keys, num_samples):
     def one(key):
         key_filter, key_back = jax.random.split(key)
         result = filter_states(model, settings, key_filter)
         static, paths = trace_back(key_back, result, num_samples)
-        summary = (result.ess, result.resampled, result.increments, filtering_means(result))
+        summary = (result.ess, result.resampled, result.increments, result.filtering_mean)
         return result.log_evidence, static, paths, summary
 
     return jax.vmap(one)(keys)

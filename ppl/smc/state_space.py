@@ -11,6 +11,7 @@ anything outside JAX tracing except `describe`, which runs the model once (eager
 with seed 0) to learn its structure and check its data.
 """
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -96,7 +97,7 @@ class _Draw(Messenger):
     `use_reference` (conditional SMC keeps one particle on a given trajectory)."""
 
     def __init__(self, fn, key, reference=None, use_reference=False):
-        self.key = key
+        self.key, self.next = key, jax.random.fold_in(key, 1)
         self.reference = reference
         self.use_reference = use_reference
         super().__init__(fn)
@@ -104,7 +105,9 @@ class _Draw(Messenger):
     def process_message(self, msg):
         if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
             return
-        self.key, key = jax.random.split(self.key)
+        key, self.key = self.key, None  # the first site takes the key as it is
+        if key is None:
+            self.next, key = jax.random.split(self.next)
         sample_shape = msg["kwargs"].get("sample_shape", ())
         value = msg["fn"](rng_key=key, sample_shape=sample_shape)
         if self.reference is not None:
@@ -169,7 +172,33 @@ def _time_length(model_name, xs, length):
 
 def describe(bound_model, proposal=None):
     """The model's Layout, after checking it has the shape a particle filter needs: sites
-    before one `ppl.scan`, the time loop, nothing sampled after it."""
+    before one `ppl.scan`, the time loop, nothing sampled after it.
+
+    It depends only on the model's structure and its data's shapes: the model runs
+    abstractly (`jax.eval_shape`, nothing computed) once per structure and shapes."""
+    leaves, treedef = jax.tree.flatten(bound_model)
+    shapes = tuple((np.shape(v), jnp.result_type(v)) for v in leaves)
+    return _describe_once(treedef, shapes, proposal, bound_model)
+
+
+@functools.lru_cache(maxsize=64)
+def _describe_key(treedef, shapes, proposal):
+    return {}
+
+
+def _describe_once(treedef, shapes, proposal, bound_model):
+    memo = _describe_key(treedef, shapes, proposal)
+    if "layout" not in memo:
+
+        def run(model):
+            memo["layout"] = _describe(model, proposal)
+            return 0
+
+        jax.eval_shape(run, bound_model)
+    return memo["layout"]
+
+
+def _describe(bound_model, proposal):
     name = bound_model.name
     key = jax.random.key(0)
     before, call, reverse = prefix(bound_model, key, {})
