@@ -1,0 +1,250 @@
+"""What every SG-MCMC method shares: chains, burn-in, thinning, divergence checks, Posterior.
+
+A sampler gives two pure functions on its own NamedTuple state (whose first field
+is the position `z`): `init_state(z)` and `update(key, state, grad, step_size)`,
+one move given a stochastic gradient of the log density at `state.z`. The rest
+is here: each driver step draws a minibatch gradient (`minibatch.estimate`),
+moves, and watches for divergence: the first step whose position or gradient is
+not finite is recorded, the chain is frozen there, and the run ends with an
+`InferenceError` naming that step instead of a Posterior full of NaN.
+"""
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.core.checks import explain_tracer_errors
+from ppl.errors import InferenceError, OptionError
+from ppl.infer.driver import Phase, run
+from ppl.infer.method import Method, check_option
+from ppl.infer.posterior import Posterior
+from ppl.mcmc.diagnostics import check_convergence, warn
+from ppl.mcmc.method import constrained_values, start_chains
+from ppl.sgmcmc.minibatch import Target, estimate, find_center, minibatches
+from ppl.sgmcmc.schedules import Constant, Schedule
+
+__all__ = ["SGMCMCMethod", "Sampler", "Chain", "SGInfo", "SGProgram"]
+
+
+class Chain(NamedTuple):
+    """One chain: steps taken, the sampler's state, a pool of past positions (structured
+    samplers; () otherwise), and the first step with a non-finite position or gradient
+    (-1 while there is none)."""
+
+    t: jax.Array
+    state: Any
+    pool: Any
+    diverged_at: jax.Array
+
+
+class SGInfo(NamedTuple):
+    """Per-step statistics: the minibatch log-density estimate and the step size used."""
+
+    log_density: jax.Array
+    step_size: jax.Array
+
+
+def _select(keep, new, old):
+    return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
+
+
+@dataclass(frozen=True)
+class SGProgram:
+    """A hashable SG-MCMC run for the driver: one driver step = `thinning` sampler steps."""
+
+    method: "SGMCMCMethod"
+
+    def __call__(self, target):
+        move, thinning = self.method.move, self.method.options.thinning
+
+        def one(key, chain):
+            state, pool, value, grad, h = move(target, key, chain)
+            ok = jnp.all(jnp.isfinite(state.z)) & jnp.all(jnp.isfinite(grad))
+            alive = chain.diverged_at < 0
+            state, pool = _select(ok & alive, (state, pool), (chain.state, chain.pool))
+            diverged_at = jnp.where(alive & ~ok, chain.t, chain.diverged_at)
+            return Chain(chain.t + 1, state, pool, diverged_at), SGInfo(value, h)
+
+        def step(key, chain):
+            if thinning == 1:
+                return one(key, chain)
+            chain, infos = jax.lax.scan(
+                lambda c, k: one(k, c), chain, jax.random.split(key, thinning)
+            )
+            return chain, jax.tree.map(lambda x: x[-1], infos)
+
+        return step, _collect
+
+    def start(self, target, key):
+        method = self.method
+        z, found = target.density.candidate(key, method.options.init)
+        chain = Chain(jnp.array(0), method.init_state(z), method.init_pool(z), jnp.array(-1))
+        return chain, found
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _center(density, key, init, num_steps, learning_rate):
+    z0, _ = density.candidate(key, init)
+    return find_center(density, z0, num_steps, learning_rate)
+
+
+def _collect(chain, info):
+    return chain.state.z, info
+
+
+@dataclass(frozen=True)
+class SGMCMCMethod(Method):
+    """Base of SG-MCMC method objects: `run(model, ...)` -> Posterior.
+
+    Subclasses give `init_state(z)`, `update(key, state, grad, step_size)` and
+    `grads_per_step`; `move` (one gradient, one update) may be overridden, as the
+    structured sampler does. `options` is the object holding the run settings
+    (step size, schedule, thinning, control variates, init).
+    """
+
+    common_options = Method.common_options + ("num_warmup", "chain_method", "checkpoint")
+
+    @property
+    def options(self):
+        return self
+
+    def grads_per_step(self, density):
+        return 2 if self.options.control_variate else 1
+
+    def init_pool(self, z):
+        return ()
+
+    def move(self, target, key, chain):
+        """One step: (new sampler state, pool, log-density estimate, gradient, step size)."""
+        key_grad, key_move = jax.random.split(key)
+        value, grad = estimate(target, chain.state.z, key_grad, self.options.replace)
+        h = self.options.schedule(self.options.step_size, chain.t)
+        return self.update(key_move, chain.state, grad, h), chain.pool, value, grad, h
+
+    def check(self, density):
+        density.require_continuous(self.label)
+
+    def target(self, density, key):
+        """The driver's data: the density, plus the control-variate centre when asked."""
+        opts = self.options
+        if not opts.control_variate:
+            return Target(density)
+        center, grad = _center(density, key, opts.init, opts.cv_steps, opts.cv_learning_rate)
+        if not np.all(np.isfinite(np.asarray(grad))):
+            raise InferenceError(
+                f"{self.label}: the control-variate centre (after cv_steps={opts.cv_steps} "
+                "Adam steps on the full-data log density) has a non-finite gradient; lower "
+                "cv_learning_rate or set control_variate=False"
+            )
+        return Target(density, center, grad)
+
+    def run(
+        self, model, *, num_samples, num_warmup, num_chains, seed, progress,
+        chain_method="vectorized", checkpoint=None,
+    ):  # fmt: skip
+        t0 = time.perf_counter()
+        with minibatches(jax.random.key(0)):  # cheaper than NumPyro's shuffle when tracing
+            ld = model.log_density()
+        self.check(ld)
+        program = SGProgram(self)
+        key_center, key_init, key_run = jax.random.split(seed, 3)
+        thinning = self.options.thinning
+        burn_in = -(-num_warmup // thinning)  # driver steps; each is `thinning` sampler steps
+        with explain_tracer_errors(model.name):
+            target = self.target(ld, key_center)
+            chains, found = start_chains(program, target, key_init, num_chains)
+        ld.check_finite_start(found)
+        phases = [Phase("burn-in", burn_in, keep=False), Phase("sample", num_samples, keep=True)]
+        chains, (zs, info), timings = run(
+            program, target, chains, jax.random.split(key_run, num_chains), phases,
+            progress=progress, chain_method=chain_method, checkpoint=checkpoint,
+        )  # fmt: skip
+        self._raise_if_diverged(chains, burn_in * thinning)
+        samples = {k: np.asarray(v) for k, v in constrained_values(ld, zs).items()}
+        stats = {"lp": np.asarray(info.log_density), "step_size": np.asarray(info.step_size)}
+        latent = {k: samples[k] for k in ld.sites}
+        convergence, messages = check_convergence(latent)
+        steps = np.asarray(chains.t)
+        diagnostics = {
+            "step_size": stats["step_size"][:, -1],
+            "grad_evals": steps * self.grads_per_step(ld),
+            "steps": steps,
+            "wall_time": time.perf_counter() - t0,
+            "warmup_time": timings.get("burn-in", 0.0),
+            "sampling_time": timings.get("sample", 0.0),
+            "divergences": np.zeros(num_chains, int),
+            **convergence,
+            "warnings": [f"{self.label}: {m}" for m in messages],
+        }
+        for message in diagnostics["warnings"]:
+            warn(message)
+        return Posterior(
+            samples, diagnostics, sample_stats=stats, method=self.label, model=model,
+            latent_sites=tuple(ld.sites),
+        )  # fmt: skip
+
+    def _raise_if_diverged(self, chains, burn_in_steps):
+        at = np.asarray(chains.diverged_at)
+        bad = np.flatnonzero(at >= 0)
+        if not bad.size:
+            return
+        first = int(at[bad].min())
+        where = "burn-in" if first < burn_in_steps else "sampling"
+        h = float(self.options.schedule(self.options.step_size, first))
+        raise InferenceError(
+            f"{self.label}: chain(s) {bad.tolist()} diverged: at step {first} ({where}; steps "
+            f"counted from 0, burn-in included) the position or its gradient became "
+            f"non-finite, with step size {h:.3g}; the chain was frozen there and no draws are "
+            f"kept. Lower step_size (e.g. step_size={self.options.step_size / 10:.3g}), use a "
+            "decaying schedule, or "
+            "a preconditioned sampler (ppl.sgmcmc.PSGLD)."
+        )
+
+
+@dataclass(frozen=True)
+class Sampler(SGMCMCMethod):
+    """Run settings shared by the plain samplers (keyword-only fields).
+
+    schedule: a `ppl.sgmcmc` schedule (Constant, Polynomial, Cyclical) of `step_size`.
+    thinning: keep every `thinning`-th step (num_samples draws are kept either way).
+    control_variate: Baker et al.'s control-variate gradients, centred at the result of
+        `cv_steps` Adam steps (learning rate `cv_learning_rate`) on the full data.
+    replace: draw each minibatch with replacement (default: the fastest draw) or without;
+        both give unbiased estimates (`ppl.sgmcmc.minibatch.minibatches`).
+    init: starting points, as for MCMC ("uniform", "prior" or "median").
+    """
+
+    schedule: Schedule = field(default=Constant(), kw_only=True)
+    thinning: int = field(default=1, kw_only=True)
+    control_variate: bool = field(default=False, kw_only=True)
+    cv_steps: int = field(default=1000, kw_only=True)
+    cv_learning_rate: float = field(default=0.01, kw_only=True)
+    replace: bool = field(default=True, kw_only=True)
+    init: str = field(default="uniform", kw_only=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        cls = type(self).__name__
+        check_option(self, "step_size", lambda v: 0 < v < float("inf"), "a positive number")
+        check_option(self, "thinning", lambda v: v >= 1, "an integer >= 1", integer=True)
+        check_option(self, "cv_steps", lambda v: v >= 0, "an integer >= 0", integer=True)
+        check_option(self, "cv_learning_rate", lambda v: v > 0, "a positive number")
+        if not isinstance(self.schedule, Schedule):
+            raise OptionError(
+                f"{cls}: schedule={self.schedule!r} must be a schedule object: "
+                "ppl.sgmcmc.Constant(), Polynomial(b, gamma) or Cyclical(cycle_length)"
+            )
+        for name in ("control_variate", "replace"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionError(f"{cls}: {name} must be True or False")
+
+    def init_state(self, z):
+        raise NotImplementedError
+
+    def update(self, key, state, grad, step_size):
+        raise NotImplementedError

@@ -1,0 +1,133 @@
+"""Minibatch log densities and their gradients, plain or with control variates.
+
+A model whose data plate is `ppl.plate("data", N, subsample_size=B)` already
+gives an unbiased minibatch estimate of its log likelihood: NumPyro's plate
+scales the log density of the sites inside by N/B, and `LogDensity(z, key)`
+draws the B indices from `key`. The sampler passes a fresh key at every step,
+so minibatches are drawn inside the compiled loop from data held on the device.
+
+Control variates (Baker, Fearnhead, Fox & Nemeth 2019): with a centring point
+ẑ (e.g. the posterior mode) and the full-data gradient there,
+
+    ∇̂ log p(z) = ∇ log p(ẑ) + [∇̂_B log p(z) − ∇̂_B log p(ẑ)],
+
+both minibatch terms on the same minibatch. It is unbiased for any ẑ, and its
+variance shrinks as z nears ẑ: near the mode it is orders of magnitude smaller
+than the plain estimator's, at the cost of a second minibatch gradient.
+
+>>> @ppl.model
+... def mean(y):
+...     mu = ppl.sample("mu", dist.Normal(0, 10))
+...     with ppl.plate("data", len(y), subsample_size=10) as idx:
+...         ppl.sample("y", dist.Normal(mu, 1), obs=y[idx])
+>>> ld = mean(jnp.arange(100.0)).log_density()
+>>> value, grad = estimate(Target(ld), jnp.zeros(1), jax.random.key(0))  # 10 of 100 points
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from numpyro.primitives import Messenger
+
+__all__ = [
+    "Target", "estimate", "minibatches", "subsampled_plates", "full_data", "full_log_density", "find_center",
+]  # fmt: skip
+
+
+class Target(NamedTuple):
+    """What a stochastic-gradient step needs: the density and, for control variates, the
+    centring point and the full-data gradient there (both None without them)."""
+
+    density: Any
+    center: Any = None
+    center_grad: Any = None
+
+
+def estimate(target, z, key, replace=True):
+    """(minibatch log-density estimate, gradient estimate) at `z`; `key` draws the minibatch
+    (see `minibatches` for `replace`)."""
+
+    def log_density(z):
+        with minibatches(key, replace):
+            return target.density(z, key)
+
+    value, grad = jax.value_and_grad(log_density)(z)
+    if target.center is not None:
+        grad = grad - jax.grad(log_density)(target.center) + target.center_grad
+    return value, grad
+
+
+class minibatches(Messenger):
+    """Handler: each subsampled plate draws its B of N indices from `key`, uniformly with
+    replacement (`replace=True`: one `randint`, the cheapest draw) or without (the B
+    smallest of N uniform numbers). Both keep the N/B scaling unbiased. NumPyro's own
+    draw (a sequential Fisher–Yates shuffle on CPU) costs ~30x the randint per step.
+    """
+
+    def __init__(self, key, replace=True):
+        self.key, self.replace, self.count = key, replace, 0
+        super().__init__()
+
+    def process_message(self, msg):
+        if msg["type"] != "plate" or msg["value"] is not None:
+            return
+        size, subsample_size = msg["args"][:2]
+        key = jax.random.fold_in(self.key, self.count)
+        self.count += 1
+        if self.replace:
+            msg["value"] = jax.random.randint(key, (subsample_size,), 0, size)
+        else:
+            msg["value"] = jax.lax.top_k(jax.random.uniform(key, (size,)), subsample_size)[1]
+
+
+def subsampled_plates(density):
+    """name -> (size, subsample_size) of the model's plates that draw minibatches."""
+    trace = density.model.trace(seed=0)
+    out = {}
+    for name, site in trace.items():
+        if site["type"] == "plate":
+            size, subsample_size = site["args"][:2]
+            if subsample_size is not None and subsample_size < size:
+                out[name] = (size, subsample_size)
+    return out
+
+
+class full_data(Messenger):
+    """Handler: every subsampled plate sees all of its indices (so its scale is 1).
+
+    `with full_data(): density(z)` is the full-data log density.
+    """
+
+    def process_message(self, msg):
+        if msg["type"] == "plate" and msg["value"] is None:
+            size = msg["args"][0]
+            msg["args"] = (size, None)
+            msg["value"] = jnp.arange(size)
+
+
+def full_log_density(density):
+    """z -> the log joint with every data point (subsampled plates see all indices)."""
+
+    def log_density(z):
+        with full_data():
+            return density(z)
+
+    return log_density
+
+
+def find_center(density, z, num_steps, learning_rate=0.01):
+    """A centring point for control variates: `num_steps` of Adam on the full-data log
+    density from `z`; returns (ẑ, full-data gradient at ẑ). Compiled as one scan."""
+    log_density = full_log_density(density)
+    optimizer = optax.adam(learning_rate)
+
+    def body(carry, _):
+        z, opt_state = carry
+        grad = jax.grad(log_density)(z)
+        updates, opt_state = optimizer.update(-grad, opt_state, z)
+        return (optax.apply_updates(z, updates), opt_state), None
+
+    (z, _), _ = jax.lax.scan(body, (z, optimizer.init(z)), None, length=num_steps)
+    return z, jax.grad(log_density)(z)
