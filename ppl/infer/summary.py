@@ -9,7 +9,7 @@ so only its autocovariance is reused here.
 
 import numpy as np
 from numpyro.diagnostics import autocovariance, gelman_rubin
-from scipy import stats
+from scipy import special, stats
 
 __all__ = ["ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "Summary", "summarize"]
 
@@ -25,7 +25,7 @@ def _split(x):
 
 def _z_scale(x):
     ranks = stats.rankdata(x, method="average").reshape(x.shape)
-    return stats.norm.ppf((ranks - 0.375) / (x.size + 0.25))
+    return special.ndtri((ranks - 0.375) / (x.size + 0.25))  # norm.ppf, without its overhead
 
 
 def _invalid(x):

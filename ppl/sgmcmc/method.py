@@ -25,7 +25,7 @@ from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.mcmc.diagnostics import check_convergence, warn
 from ppl.mcmc.method import constrained_values, start_chains
-from ppl.sgmcmc.minibatch import Target, estimate, find_center, minibatches
+from ppl.sgmcmc.minibatch import Target, check_data_parallel, estimate, find_center, minibatches
 from ppl.sgmcmc.schedules import Constant, Schedule
 
 __all__ = ["SGMCMCMethod", "Sampler", "Chain", "SGInfo", "SGProgram"]
@@ -122,7 +122,8 @@ class SGMCMCMethod(Method):
     def move(self, target, key, chain):
         """One step: (new sampler state, pool, log-density estimate, gradient, step size)."""
         key_grad, key_move = jax.random.split(key)
-        value, grad = estimate(target, chain.state.z, key_grad, self.options.replace)
+        opts = self.options
+        value, grad = estimate(target, chain.state.z, key_grad, opts.replace, opts.data_parallel)
         h = self.options.schedule(self.options.step_size, chain.t)
         return self.update(key_move, chain.state, grad, h), chain.pool, value, grad, h
 
@@ -151,6 +152,8 @@ class SGMCMCMethod(Method):
         with minibatches(jax.random.key(0)):  # cheaper than NumPyro's shuffle when tracing
             ld = model.log_density()
         self.check(ld)
+        if self.options.data_parallel:
+            self._check_data_parallel(ld, chain_method)
         program = SGProgram(self)
         key_center, key_init, key_run = jax.random.split(seed, 3)
         thinning = self.options.thinning
@@ -188,6 +191,15 @@ class SGMCMCMethod(Method):
             latent_sites=tuple(ld.sites),
         )  # fmt: skip
 
+    def _check_data_parallel(self, density, chain_method):
+        if chain_method == "sharded":
+            raise OptionError(
+                f"{self.label}: data_parallel=True already spreads each step's minibatch over "
+                "all devices; it cannot be combined with chain_method='sharded' (chains over "
+                "the same devices). Use chain_method='vectorized' or data_parallel=False"
+            )
+        check_data_parallel(density, self.label)
+
     def _raise_if_diverged(self, chains, burn_in_steps):
         at = np.asarray(chains.diverged_at)
         bad = np.flatnonzero(at >= 0)
@@ -217,6 +229,10 @@ class Sampler(SGMCMCMethod):
     replace: draw each minibatch with replacement (default: the fastest draw) or without;
         both give unbiased estimates (`ppl.sgmcmc.minibatch.minibatches`).
     init: starting points, as for MCMC ("uniform", "prior" or "median").
+    data_parallel: split each step's minibatch evenly over `jax.devices()` and average the
+        devices' estimates (`ppl.sgmcmc.minibatch.estimate`): the same chain as on one
+        device, up to float round-off. Every subsampled plate's batch size must be a
+        multiple of the number of devices; chains stay vectorized (not "sharded").
     """
 
     schedule: Schedule = field(default=Constant(), kw_only=True)
@@ -226,6 +242,7 @@ class Sampler(SGMCMCMethod):
     cv_learning_rate: float = field(default=0.01, kw_only=True)
     replace: bool = field(default=True, kw_only=True)
     init: str = field(default="uniform", kw_only=True)
+    data_parallel: bool = field(default=False, kw_only=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -239,7 +256,7 @@ class Sampler(SGMCMCMethod):
                 f"{cls}: schedule={self.schedule!r} must be a schedule object: "
                 "ppl.sgmcmc.Constant(), Polynomial(b, gamma) or Cyclical(cycle_length)"
             )
-        for name in ("control_variate", "replace"):
+        for name in ("control_variate", "replace", "data_parallel"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(f"{cls}: {name} must be True or False")
 

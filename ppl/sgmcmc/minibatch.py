@@ -22,6 +22,11 @@ than the plain estimator's, at the cost of a second minibatch gradient.
 ...         ppl.sample("y", dist.Normal(mu, 1), obs=y[idx])
 >>> ld = mean(jnp.arange(100.0)).log_density()
 >>> value, grad = estimate(Target(ld), jnp.zeros(1), jax.random.key(0))  # 10 of 100 points
+
+Data parallel (`estimate(..., data_parallel=True)`): every device draws the same B
+indices, takes its own B/D of them and evaluates the log density with its plate scaled
+by N/(B/D); the mean over devices (one `pmean`) is prior + N/B · Σ over all B points,
+the single-device estimate, summed in another order.
 """
 
 from typing import Any, NamedTuple
@@ -29,10 +34,14 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import Mesh, PartitionSpec
 from numpyro.primitives import Messenger
 
+from ppl.errors import OptionError
+
 __all__ = [
-    "Target", "estimate", "minibatches", "subsampled_plates", "full_data", "full_log_density", "find_center",
+    "Target", "estimate", "minibatches", "subsampled_plates", "check_data_parallel", "full_data",
+    "full_log_density", "find_center",
 ]  # fmt: skip
 
 
@@ -45,18 +54,60 @@ class Target(NamedTuple):
     center_grad: Any = None
 
 
-def estimate(target, z, key, replace=True):
+DATA = "data"  # the mesh axis a data-parallel minibatch is split over
+
+
+def estimate(target, z, key, replace=True, data_parallel=False):
     """(minibatch log-density estimate, gradient estimate) at `z`; `key` draws the minibatch
-    (see `minibatches` for `replace`)."""
-
-    def log_density(z):
-        with minibatches(key, replace):
-            return target.density(z, key)
-
-    value, grad = jax.value_and_grad(log_density)(z)
+    (see `minibatches` for `replace`). `data_parallel`: split the minibatch over
+    `jax.devices()` (see the module docstring; `check_data_parallel` first)."""
+    value_and_grad = _data_parallel if data_parallel else _value_and_grad
+    value, grad = value_and_grad(target.density, z, key, replace)
     if target.center is not None:
-        grad = grad - jax.grad(log_density)(target.center) + target.center_grad
+        grad = grad - value_and_grad(target.density, target.center, key, replace)[1]
+        grad = grad + target.center_grad
     return value, grad
+
+
+def _value_and_grad(density, z, key, replace, part=None):
+    def log_density(z):
+        with minibatches(key, replace, part):
+            return density(z, key)
+
+    return jax.value_and_grad(log_density)(z)
+
+
+def _data_parallel(density, z, key, replace):
+    mesh = Mesh(jax.devices(), (DATA,))
+
+    def local(density, z, key):
+        part = (jax.lax.axis_index(DATA), mesh.size)
+        return jax.lax.pmean(_value_and_grad(density, z, key, replace, part), DATA)
+
+    whole = PartitionSpec()
+    return jax.shard_map(
+        local, mesh=mesh, in_specs=(whole, whole, whole), out_specs=whole, check_vma=False
+    )(density, z, key)
+
+
+def check_data_parallel(density, label):
+    """OptionError unless the model has a subsampled plate and every such plate's batch
+    splits evenly over the devices of `jax.devices()`."""
+    n, plates = len(jax.devices()), subsampled_plates(density)
+    if not plates:
+        raise OptionError(
+            f"{label}: data_parallel=True splits each step's minibatch over the devices, but "
+            f"{density.model.name} has no subsampled plate; write its data plate as "
+            "ppl.plate('data', N, subsample_size=B)"
+        )
+    for name, (_, batch) in plates.items():
+        if batch % n:
+            fit = -(-batch // n) * n
+            raise OptionError(
+                f"{label}: data_parallel=True splits each minibatch evenly over the {n} "
+                f"devices of jax.devices(), but plate '{name}' has subsample_size={batch}, "
+                f"not a multiple of {n}: use subsample_size={fit} (or another multiple of {n})"
+            )
 
 
 class minibatches(Messenger):
@@ -64,10 +115,14 @@ class minibatches(Messenger):
     replacement (`replace=True`: one `randint`, the cheapest draw) or without (the B
     smallest of N uniform numbers). Both keep the N/B scaling unbiased. NumPyro's own
     draw (a sequential Fisher–Yates shuffle on CPU) costs ~30x the randint per step.
+
+    `part=(d, D)`: keep only the d-th of D equal slices of the B indices (d may be traced);
+    the plate then scales by N/(B/D) (NumPyro takes the scale from the number of indices;
+    `args` is updated to match). The mean over d of those estimates is the full one.
     """
 
-    def __init__(self, key, replace=True):
-        self.key, self.replace, self.count = key, replace, 0
+    def __init__(self, key, replace=True, part=None):
+        self.key, self.replace, self.part, self.count = key, replace, part, 0
         super().__init__()
 
     def process_message(self, msg):
@@ -77,9 +132,15 @@ class minibatches(Messenger):
         key = jax.random.fold_in(self.key, self.count)
         self.count += 1
         if self.replace:
-            msg["value"] = jax.random.randint(key, (subsample_size,), 0, size)
+            idx = jax.random.randint(key, (subsample_size,), 0, size)
         else:
-            msg["value"] = jax.lax.top_k(jax.random.uniform(key, (size,)), subsample_size)[1]
+            idx = jax.lax.top_k(jax.random.uniform(key, (size,)), subsample_size)[1]
+        if self.part is not None:
+            d, n = self.part
+            local = subsample_size // n
+            idx = jax.lax.dynamic_slice_in_dim(idx, d * local, local)
+            msg["args"] = (size, local)
+        msg["value"] = idx
 
 
 def subsampled_plates(density):

@@ -48,7 +48,7 @@ class Structured(SGMCMCMethod):
     """Structured SG-MCMC around a base sampler.
 
     base: the sampler that moves each group (its step size, schedule, thinning,
-        control variates and init are the run's).
+        control variates, data_parallel and init are the run's).
     groups: "sites" (one group per latent site) or a list of groups, each a list of
         site names; sites named in no group form one more group.
     rho: None for the fully factorised K-pass variant, or the keep probability of the
@@ -140,14 +140,18 @@ class Structured(SGMCMCMethod):
             slots = jax.random.randint(key_slot, (m, m), 0, self.pool_size)
             own = ids[None, :] == np.arange(m)[:, None]
             points = jnp.where(own, z, pool[slots[:, ids], cols])
-            draw = partial(estimate, replace=self.base.replace)
+            draw = partial(
+                estimate, replace=self.base.replace, data_parallel=self.base.data_parallel
+            )
             values, grads = jax.vmap(draw, (None, 0, None))(target, points, key_grad)
             value, grad, kept = values.mean(), grads[ids, cols], None
         else:  # one pass: each group current with probability rho, else from its pool
             slots = jax.random.randint(key_slot, (m,), 0, self.pool_size)
             kept = jax.random.bernoulli(key_keep, self.rho, (m,))[ids]
             point = jnp.where(kept, z, pool[slots[ids], cols])
-            value, grad = estimate(target, point, key_grad, self.base.replace)
+            value, grad = estimate(
+                target, point, key_grad, self.base.replace, self.base.data_parallel
+            )
         h = self.base.schedule(self.base.step_size, chain.t)
         state = self.base.update(key_move, chain.state, grad, h)
         if kept is not None:  # groups that were not kept do not move
