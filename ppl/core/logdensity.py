@@ -211,6 +211,16 @@ class LogDensity:
         trace = self._run(z, key)[2]
         return {n: trace[n]["value"] for n in self.sites}
 
+    def constrain_with_log_det(self, z):
+        """(constrained latent values, log |det J| of the map from `z` to them): what a
+        guide over the unconstrained space needs to score its draws on the model's."""
+        site_lp, trace = compute_log_probs(self._substituted(z, None), (), {}, {})
+        log_det = sum(
+            (site_lp[_log_det_site(n)] for n in self.sites if _log_det_site(n) in site_lp),
+            start=jnp.zeros(()),
+        )
+        return {n: trace[n]["value"] for n in self.sites}, log_det
+
     def trace(self, z, key=None):
         """The model's trace at `z`: site values, distributions and Jacobian factor sites."""
         return self._run(z, key)[2]

@@ -1,0 +1,682 @@
+"""Objectives as programs, turned into unbiased gradient estimators.
+
+An objective is an ordinary Python function of a model and a guide, written with a
+few operations:
+
+- `particles(fn, K)`: K independent evaluations of `fn()` (vmapped): a (K,) array;
+- `draw(program, *args)`: a `Draw` from a DSL program (the guide) at the current
+  parameters: its latent values and their log density `log_q`;
+- `score(program, draw_or_values, *args)`: the program's log density at those values
+  (log p(x, z) for the model);
+- `mean` and `logmeanexp` of particle values.
+
+`@objective` makes it a factory of `Objective`s, whose `surrogate(...)` is a scalar with
+the objective's value and, as its gradient, an unbiased estimate of the objective's
+gradient. Each guide site contributes by its own estimator (`ppl.sample(...,
+estimator=...)`, or a mapping given to the SVI method):
+
+- "reparam": the draw is a differentiable function of the parameters (pathwise);
+- "reinforce": score function; the top-level particle values F get a baseline b_k per
+  particle: "none", "moving_average" (of F across steps) or "leave_one_out" (F with
+  particle k's value replaced by the mean of the others': for IWAE this is VIMCO);
+- "enum": the exact expectation over the site's finite support (jointly over the
+  particles, up to `MAX_ENUMERATION` assignments);
+- "mvd": measure-valued derivatives (Bernoulli, Categorical, Normal): for each element
+  of the site, the objective is evaluated again at the positive and negative parts
+  of the weak derivative of its distribution.
+
+Every estimator is exact in expectation for any objective of the particle values,
+because baselines, enumeration and measure-valued terms all re-evaluate the objective
+itself as a function of the particle values (`F_of`).
+"""
+
+import functools
+import zlib
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro.distributions import (
+    BernoulliLogits,
+    BernoulliProbs,
+    CategoricalLogits,
+    CategoricalProbs,
+    Normal,
+)
+from numpyro.distributions.transforms import biject_to
+from numpyro.primitives import Messenger
+
+from ppl.core import handlers
+from ppl.errors import ModelError, OptionError
+
+__all__ = [
+    "objective", "Objective", "Draw", "particles", "draw", "score", "mean", "logmeanexp",
+    "BASELINES", "MAX_ENUMERATION", "init_params",
+]  # fmt: skip
+
+BASELINES = ("auto", "none", "moving_average", "leave_one_out")
+#: Largest number of joint assignments "enum" sums over (per top-level particle set).
+MAX_ENUMERATION = 4096
+#: Largest number of site elements "mvd" differentiates per particle.
+MAX_MVD_ELEMENTS = 256
+#: Moving-average baseline: b <- DECAY · b + (1 - DECAY) · F.
+DECAY = 0.9
+
+_STACK = []  # the evaluation in progress (one `_Run`), innermost particle last
+
+
+def _code(name):
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+class Draw(NamedTuple):
+    """Values of a program's latent (and deterministic) sites and the log density of
+    the draw under the program (all its sample sites, factors included)."""
+
+    values: dict
+    log_q: jax.Array
+
+
+# ----- the state of one evaluation --------------------------------------------------
+
+
+class _Particle:
+    """Bookkeeping of one particle while its function runs."""
+
+    def __init__(self, key, overrides=None, discover=False, top=True):
+        self.key = key
+        self.overrides = overrides or {}
+        self.discover = discover
+        self.top = top
+        self.count = 0  # draws so far: each gets its own keys
+        self.score = jnp.zeros(())  # log q of reinforce sites (score-function terms)
+        self.has_score = False
+        self.enum_log_q = jnp.zeros(())
+        self.enum_sites = {}  # name -> (support values, shape)
+        self.mvd_sites = {}  # name -> (distribution, value)
+
+    def next_key(self):
+        self.count += 1
+        return jax.random.fold_in(self.key, self.count)
+
+
+class _Run:
+    def __init__(self, key, params, estimators, mode, injected=None):
+        self.key = key
+        self.params = params
+        self.estimators = estimators or {}
+        self.mode = mode  # "init" | "discover" | "run" | "replay"
+        self.injected = injected
+        self.params_found = {}
+        self.sets = []  # per top-level particles() call: its records
+        self.particles = []
+        self.top_level_draws = False
+        self.set_index = 0
+
+
+def _run():
+    if not _STACK:
+        raise ModelError(
+            "ppl.vi.draw / score / particles are objective operations: call them inside a "
+            "function decorated with @ppl.vi.objective, evaluated by the SVI method"
+        )
+    return _STACK[-1]
+
+
+# ----- handlers ---------------------------------------------------------------------
+
+
+class _Params(Messenger):
+    """Parameters from the run's (unconstrained) values; their initial values recorded
+    when initialising."""
+
+    def __init__(self, fn, run):
+        self.run = run
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "param":
+            return
+        name = msg["name"]
+        constraint = msg["kwargs"].get("constraint")
+        transform = biject_to(constraint) if constraint is not None else None
+        if name in self.run.params:
+            u = self.run.params[name]
+            msg["value"] = transform(u) if transform is not None else u
+
+    def postprocess_message(self, msg):
+        if msg["type"] == "param" and self.run.mode == "init":
+            name = msg["name"]
+            constraint = msg["kwargs"].get("constraint")
+            value = jnp.asarray(msg["value"])
+            self.run.params_found.setdefault(
+                name, biject_to(constraint).inv(value) if constraint is not None else value
+            )
+
+
+class _Minibatch(Messenger):
+    """Every subsampled plate draws its indices from the run's key, so the model and the
+    guide (and all particles) see the same minibatch in one evaluation."""
+
+    def __init__(self, fn, key):
+        self.key = key
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "plate" and msg["kwargs"].get("rng_key") is None:
+            msg["kwargs"]["rng_key"] = jax.random.fold_in(self.key, _code(msg["name"]))
+
+
+def _estimator(run, msg):
+    fn = msg["fn"]
+    chosen = run.estimators.get(msg["name"]) or (msg.get("infer") or {}).get("estimator")
+    if chosen is None:
+        return "reparam" if fn.has_rsample else "reinforce"
+    if chosen == "reparam" and not fn.has_rsample:
+        raise OptionError(
+            f"site '{msg['name']}': {type(fn).__name__} has no reparameterization, so "
+            "estimator='reparam' cannot be used; choose 'reinforce', 'mvd'"
+            + (" or 'enum'" if fn.support.is_discrete else "")
+        )
+    if chosen == "enum" and not (fn.support.is_discrete and fn.has_enumerate_support):
+        raise OptionError(
+            f"site '{msg['name']}': estimator='enum' needs a discrete distribution with a "
+            f"finite support; {type(fn).__name__} has none. Use 'reparam' or 'reinforce'"
+        )
+    return chosen
+
+
+class _Sample(Messenger):
+    """Draws a program's latent sites by their estimators (see the module docstring)."""
+
+    def __init__(self, fn, run, particle, key, gradient):
+        self.run, self.particle, self.key, self.gradient = run, particle, key, gradient
+        self.kinds = {}
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] != "sample" or msg["is_observed"] or msg["value"] is not None:
+            return
+        name, fn = msg["name"], msg["fn"]
+        kind = _estimator(self.run, msg) if self.gradient else "none"
+        self.kinds[name] = kind
+        key = jax.random.fold_in(self.key, _code(name))
+        shape = msg["kwargs"].get("sample_shape", ())
+        p = self.particle
+        if name in p.overrides:
+            msg["value"] = p.overrides[name]
+        elif kind == "reparam":
+            msg["value"] = fn.rsample(key, shape)
+        else:
+            msg["value"] = jax.lax.stop_gradient(fn.sample(key, shape))
+        if kind == "enum":
+            if not p.top:
+                raise OptionError(
+                    f"site '{name}': estimator='enum' is for draws in the top-level "
+                    "particles of an objective, not in nested ones"
+                )
+            with jax.ensure_compile_time_eval():  # a constant: the values, not the shape
+                support = np.asarray(fn.enumerate_support(expand=False)).reshape(-1)
+            p.enum_sites.setdefault(name, (np.unique(support), jnp.shape(msg["value"])))
+        if kind == "mvd":
+            if not p.top:
+                raise OptionError(f"site '{name}': estimator='mvd' in nested particles")
+            p.mvd_sites.setdefault(name, (fn, msg["value"]))
+
+    def postprocess_message(self, msg):
+        kind = self.kinds.get(msg["name"]) if msg["type"] == "sample" else None
+        if kind in ("reinforce", "enum"):
+            lp = msg["fn"].log_prob(msg["value"])
+            if msg.get("scale") is not None:
+                lp = msg["scale"] * lp
+            if kind == "reinforce":
+                self.particle.score = self.particle.score + jnp.sum(lp)
+                self.particle.has_score = True
+            else:
+                self.particle.enum_log_q = self.particle.enum_log_q + jnp.sum(lp)
+
+
+def _log_density(trace):
+    total = jnp.zeros(())
+    for site in trace.values():
+        if site["type"] == "sample":
+            lp = site["fn"].log_prob(site["value"])
+            if site.get("scale") is not None:
+                lp = site["scale"] * lp
+            total = total + jnp.sum(lp)
+    return total
+
+
+def _handled(program, run, key):
+    fn = _Params(_Minibatch(program, run.key), run)
+    return handlers.seed(fn, rng_seed=key)
+
+
+def _current_particle(run):
+    if run.particles:
+        return run.particles[-1]
+    run.top_level_draws = True
+    if run.mode in ("discover", "init"):
+        return _Particle(run.key, discover=True)
+    raise ModelError("ppl.vi.draw / score outside ppl.vi.particles(...)")
+
+
+# ----- operations -------------------------------------------------------------------
+
+
+def draw(program, *args, gradient=True, **kwargs):
+    """Draw a program's latent sites at the current parameters: a `Draw`.
+
+    gradient=False: the values are constants for differentiation (no reparameterization,
+    no score-function terms), as wake-sleep objectives need; `log_q` still depends on
+    the program's parameters."""
+    run = _run()
+    particle = _current_particle(run)
+    key = particle.next_key()
+    sampler = _Sample(_handled(program, run, key), run, particle, key, gradient)
+    with handlers.trace() as trace:
+        sampler(*args, **kwargs)
+    values = {
+        n: s["value"] for n, s in trace.items()
+        if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
+    }  # fmt: skip
+    return Draw(values, _log_density(trace))
+
+
+class _RequireValues(Messenger):
+    def __init__(self, fn, values):
+        self.values = values
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and not msg["is_observed"] and msg["value"] is None:
+            raise ModelError(
+                f"score: latent site '{msg['name']}' of the scored program has no value in "
+                f"the draw (it has {sorted(self.values)}); the guide must sample every latent "
+                "site of the model"
+            )
+
+
+def score(program, values, *args, **kwargs):
+    """log density of `program` (e.g. the model: log p(x, z)) at `values` (a Draw or a
+    dict name -> value), all its sample sites (observed ones and factors) included."""
+    run = _run()
+    particle = _current_particle(run)
+    values = values.values if isinstance(values, Draw) else values
+    fn = _RequireValues(handlers.substitute(program, data=values), values)
+    with handlers.trace() as trace:
+        _handled(fn, run, particle.next_key())(*args, **kwargs)
+    return _log_density(trace)
+
+
+def mean(values):
+    return jnp.mean(values)
+
+
+def logmeanexp(values):
+    return jax.nn.logsumexp(values) - jnp.log(values.shape[0])
+
+
+# ----- particles --------------------------------------------------------------------
+
+
+class _Evaluated(NamedTuple):
+    value: jax.Array
+    score: jax.Array
+    enum_log_q: jax.Array
+
+
+def _evaluate(run, fn, key, overrides, top, discover=False):
+    particle = _Particle(key, overrides, discover=discover, top=top)
+    run.particles.append(particle)
+    try:
+        value = jnp.asarray(fn(), dtype=float)
+    finally:
+        run.particles.pop()
+    if value.shape != ():
+        raise ModelError(
+            f"ppl.vi.particles: the particle function must return a scalar, got shape {value.shape}"
+        )
+    return _Evaluated(value, particle.score, particle.enum_log_q), particle
+
+
+def particles(fn, num_particles):
+    """`num_particles` independent evaluations of `fn()`, as a (K,) array."""
+    run = _run()
+    if run.particles:
+        keys = jax.random.split(run.particles[-1].next_key(), num_particles)
+    else:
+        keys = jax.random.split(jax.random.fold_in(run.key, 1000 + run.set_index), num_particles)
+    if run.mode in ("init", "discover") and not run.particles:
+        value = _evaluate(run, fn, keys[0], {}, top=True, discover=True)[0].value
+        return jnp.broadcast_to(value, (num_particles,))
+    if run.particles:  # nested: plain score-function terms handed to the enclosing particle
+        outer = run.particles[-1]
+        flags = []
+
+        def inner(k):
+            out, particle = _evaluate(run, fn, k, {}, top=False)
+            flags.append(particle.has_score)
+            return out
+
+        out = jax.vmap(inner)(keys)
+        outer.score = outer.score + jnp.sum(out.score)
+        outer.has_score = outer.has_score or any(flags)
+        return out.value
+    index = run.set_index
+    run.set_index += 1
+    if run.mode == "replay":
+        return run.injected[index]
+    # one abstract pass finds the enumerated and mvd sites (Python only, nothing computed)
+    found = {}
+
+    def probe(k):
+        out, particle = _evaluate(run, fn, k, {}, top=True, discover=True)
+        found.update(
+            enum=particle.enum_sites, mvd=list(particle.mvd_sites), score=particle.has_score
+        )
+        return out.value
+
+    jax.eval_shape(probe, keys[0])
+    if found["enum"] and found["score"]:
+        raise OptionError(
+            f"sites {list(found['enum'])} use estimator='enum' and others 'reinforce' in the "
+            "same particles: enumerate them all, or use 'reinforce' (or 'mvd') for all"
+        )
+    record = _ParticleSet(run, fn, keys, found["enum"], found["mvd"], found["score"])
+    run.sets.append(record)
+    return record.values
+
+
+class _ParticleSet:
+    """One top-level `particles` call: its values and what the surrogate needs."""
+
+    def __init__(self, run, fn, keys, enum_sites, mvd_names, has_score):
+        self.run, self.fn, self.keys = run, fn, keys
+        self.enum_sites, self.mvd_names, self.has_score = enum_sites, mvd_names, has_score
+        self.k = keys.shape[0]
+        if enum_sites:
+            self.assignments = _assignments(enum_sites, self.k)
+            out = jax.vmap(lambda key: jax.vmap(lambda a: self._eval(key, a))(self.assignments))(
+                keys
+            )  # (K, V)
+            self.enum_values, self.enum_log_q, self.scores = out.value, out.enum_log_q, out.score
+            # the values an objective sees: the first assignment (the surrogate sums all)
+            self.values = self.enum_values[:, 0]
+        else:
+            out = jax.vmap(lambda key: self._eval(key, None))(keys)
+            self.values, self.scores = out.value, out.score
+
+    def _eval(self, key, assignment):
+        overrides = {} if assignment is None else self._overrides(assignment)
+        return _evaluate(self.run, self.fn, key, overrides, top=True)[0]
+
+    def _overrides(self, assignment):
+        out, offset = {}, 0
+        for name, (support, shape) in self.enum_sites.items():
+            size = int(np.prod(shape, dtype=int))
+            idx = assignment[offset : offset + size]
+            out[name] = jnp.asarray(support)[idx].reshape(shape)
+            offset += size
+        return out
+
+
+def _assignments(enum_sites, num_particles):
+    sizes = [
+        len(s) for s, shape in enum_sites.values() for _ in range(int(np.prod(shape, dtype=int)))
+    ]
+    total = int(np.prod(sizes, dtype=float)) ** num_particles
+    if total > MAX_ENUMERATION:
+        raise OptionError(
+            f"estimator='enum' on site(s) {list(enum_sites)}: {total} joint assignments "
+            f"(over {num_particles} particle(s)) exceed MAX_ENUMERATION={MAX_ENUMERATION}; "
+            "use fewer particles, smaller discrete sites, or estimator='reinforce' / 'mvd'"
+        )
+    grids = np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")
+    return jnp.asarray(np.stack([g.reshape(-1) for g in grids], axis=-1), jnp.int32)
+
+
+# ----- measure-valued derivatives ---------------------------------------------------
+
+
+def _base(fn):
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
+
+
+def _mvd_parts(fn, value, key):
+    """For each differentiable parameter θ of `fn` (broadcast to the value's shape):
+    (θ, constant c, list of (sign, replacement values for every element))."""
+    base = _base(fn)
+    shape = jnp.shape(value)
+    b = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
+    if isinstance(base, (BernoulliProbs, BernoulliLogits)):
+        return [(b(base.probs), 1.0, [(1.0, jnp.ones(shape)), (-1.0, jnp.zeros(shape))])]
+    if isinstance(base, (CategoricalProbs, CategoricalLogits)):
+        probs = jnp.broadcast_to(base.probs, shape + base.probs.shape[-1:])
+        return [
+            (probs[..., j], 1.0, [(1.0, jnp.full(shape, j, value.dtype))])
+            for j in range(probs.shape[-1])
+        ]
+    if isinstance(base, Normal):
+        loc, scale = b(base.loc), b(base.scale)
+        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+        rayleigh = lambda k: jnp.sqrt(-2 * jnp.log(jax.random.uniform(k, shape)))  # noqa: E731
+        maxwell = jnp.linalg.norm(jax.random.normal(k3, shape + (3,)), axis=-1)
+        sign = jnp.where(jax.random.bernoulli(k4, 0.5, shape), 1.0, -1.0)
+        return [
+            (loc, 1 / (scale * jnp.sqrt(2 * jnp.pi)),
+             [(1.0, loc + scale * rayleigh(k1)), (-1.0, loc - scale * rayleigh(k2))]),
+            (scale, 1 / scale,
+             [(1.0, loc + scale * sign * maxwell), (-1.0, loc + scale * jax.random.normal(k5, shape))]),
+        ]  # fmt: skip
+    raise OptionError(
+        f"estimator='mvd' supports Bernoulli, Categorical and Normal sites; got {type(base).__name__}"
+    )
+
+
+def _mvd_surrogate(run, record, f_of, injected, index):
+    """Σ over particles, mvd sites, elements and parameters of sg(c · Σ± ±F(±)) · θ."""
+    total = jnp.zeros(())
+    for k in range(record.k):
+        key = record.keys[k]
+        _, particle = _evaluate(run, record.fn, key, {}, top=True)
+        for name in record.mvd_names:
+            fn, value = particle.mvd_sites[name]
+            size = int(np.prod(jnp.shape(value), dtype=int))
+            if size > MAX_MVD_ELEMENTS:
+                raise OptionError(
+                    f"site '{name}': estimator='mvd' re-evaluates the objective for each of "
+                    f"its {size} elements (limit {MAX_MVD_ELEMENTS}); use 'reinforce'"
+                )
+            parts = _mvd_parts(fn, value, jax.random.fold_in(key, _code(name) + 1))
+            for theta, c, branches in parts:
+                weight = sum(
+                    sign * _objective_at(run, record, f_of, injected, index, k, name, value, r)
+                    for sign, r in branches
+                )
+                total = total + jnp.sum(jax.lax.stop_gradient(c * weight) * theta)
+    return total - jax.lax.stop_gradient(total)
+
+
+def _objective_at(run, record, f_of, injected, index, k, name, value, replacement):
+    """F with particle k re-evaluated after element e of site `name` is replaced, for
+    every element e (vmapped): an array shaped like the site's value."""
+    key = record.keys[k]
+
+    def at(e):
+        z = value.reshape(-1).at[e].set(replacement.reshape(-1)[e].astype(value.dtype))
+        z = z.reshape(value.shape)
+        v = _evaluate(run, record.fn, key, {name: z}, top=True)[0].value
+        return f_of(_replace(injected, index, k, v))
+
+    return jax.vmap(at)(jnp.arange(value.size)).reshape(value.shape)
+
+
+def _replace(injected, index, k, value):
+    return [v.at[k].set(value) if j == index else v for j, v in enumerate(injected)]
+
+
+# ----- objectives -------------------------------------------------------------------
+
+
+def init_params(objective, key, model, guide):
+    """Initial (unconstrained) values of every `ppl.param` the objective's programs use
+    (one eager run of the objective, each particle function evaluated once)."""
+    run = _Run(key, {}, {}, "init")
+    _STACK.append(run)
+    try:
+        objective.program(model, guide, **dict(objective.options))
+    finally:
+        _STACK.pop()
+    return dict(run.params_found)
+
+
+class SurrogateOut(NamedTuple):
+    value: jax.Array
+    surrogate: jax.Array
+    baseline: jax.Array
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A configured objective (made by an `@objective` factory); hashable."""
+
+    program: Any
+    options: tuple = ()
+    baseline: str = "auto"
+    is_bound: bool = False
+
+    @property
+    def name(self):
+        return getattr(self.program, "__name__", "objective")
+
+    def surrogate(self, key, params, model, guide, baseline_state, estimators=None):
+        """(value of the objective, surrogate whose gradient estimates its gradient, new
+        moving-average baseline)."""
+        run = _Run(key, params, dict(estimators or {}), "run")
+        _STACK.append(run)
+        try:
+            return self._surrogate(run, model, guide, baseline_state)
+        finally:
+            _STACK.pop()
+
+    def _surrogate(self, run, model, guide, baseline_state):
+        options = dict(self.options)
+        key, params, estimators = run.key, run.params, run.estimators
+        program = self.program
+        if self._needs_implicit_particle(key, params, model, guide, estimators):
+
+            def program(model, guide, **o):  # a top-level draw: one implicit particle
+                return particles(lambda: self.program(model, guide, **o), 1)[0]
+
+        value = jnp.asarray(program(model, guide, **options), dtype=float)
+        sets = run.sets
+        injected = [s.values for s in sets]
+
+        def f_of(values):
+            replay = _Run(key, params, estimators, "replay", injected=values)
+            _STACK.append(replay)
+            try:
+                return jnp.asarray(program(model, guide, **options), dtype=float)
+            finally:
+                _STACK.pop()
+
+        surrogate = value
+        new_baseline = baseline_state
+        for index, record in enumerate(sets):
+            if record.enum_sites:
+                surrogate, value = self._enumerated(record, index, injected, f_of)
+            if record.mvd_names:
+                surrogate = surrogate + _mvd_surrogate(run, record, f_of, injected, index)
+            if not record.has_score:
+                continue
+            baseline = self._baseline(record, index, injected, f_of, baseline_state, value)
+            s = record.scores
+            surrogate = surrogate + jnp.sum(
+                jax.lax.stop_gradient(value - baseline) * (s - jax.lax.stop_gradient(s))
+            )
+            new_baseline = DECAY * baseline_state + (1 - DECAY) * jax.lax.stop_gradient(value)
+        return SurrogateOut(jax.lax.stop_gradient(value), surrogate, new_baseline)
+
+    def _needs_implicit_particle(self, key, params, model, guide, estimators):
+        probe = _Run(key, params, dict(estimators or {}), "discover")
+        _STACK.append(probe)
+        try:
+            jax.eval_shape(lambda: self.program(model, guide, **dict(self.options)))
+        except ModelError:
+            pass
+        finally:
+            _STACK.pop()
+        return probe.top_level_draws
+
+    def _enumerated(self, record, index, injected, f_of):
+        """Σ over joint assignments of all particles: Π q(v_k) · F(values at v)."""
+        v = record.enum_values.shape[1]
+        combos = np.stack(np.meshgrid(*[np.arange(v)] * record.k, indexing="ij"), -1).reshape(
+            -1, record.k
+        )
+        combos = jnp.asarray(combos)
+        rows = jnp.arange(record.k)
+
+        def one(c):
+            values = record.enum_values[rows, c]
+            f = f_of([values if j == index else x for j, x in enumerate(injected)])
+            return f, jnp.sum(record.enum_log_q[rows, c])
+
+        fs, log_q = jax.vmap(one)(combos)
+        expected = jnp.sum(jnp.exp(log_q) * fs)
+        return expected, jax.lax.stop_gradient(expected)
+
+    def _baseline(self, record, index, injected, f_of, state, value):
+        kind = self.baseline
+        if kind == "auto":
+            kind = "leave_one_out" if record.k > 1 else "moving_average"
+        if kind == "none":
+            return jnp.zeros(record.k)
+        if kind == "moving_average":
+            return jnp.broadcast_to(state, (record.k,))
+        if record.k < 2:
+            raise OptionError(
+                f"{self.name}: baseline='leave_one_out' needs num_particles >= 2 (it replaces "
+                "each particle's value by the mean of the others')"
+            )
+        values = record.values
+
+        def loo(k):
+            others = (jnp.sum(values) - values[k]) / (record.k - 1)
+            return f_of(_replace(injected, index, k, others))
+
+        return jax.lax.stop_gradient(jax.vmap(loo)(jnp.arange(record.k)))
+
+
+def objective(fn=None, *, bound=False):
+    """Mark `fn(model, guide, **options) -> scalar` as an objective to maximise.
+
+    Returns a factory: `fn_factory(baseline="auto", **options) -> Objective`. `bound=True`
+    says the value is a lower bound on log p(x) (so the SVI method reports it as the
+    log evidence).
+
+    >>> @ppl.vi.objective(bound=True)
+    ... def elbo(model, guide, num_particles=1):
+    ...     def one():
+    ...         d = ppl.vi.draw(guide)
+    ...         return ppl.vi.score(model, d) - d.log_q
+    ...     return ppl.vi.mean(ppl.vi.particles(one, num_particles))
+    """
+    if fn is None:
+        return functools.partial(objective, bound=bound)
+
+    @functools.wraps(fn)
+    def factory(*, baseline="auto", **options):
+        if baseline not in BASELINES:
+            raise OptionError(
+                f"{fn.__name__}: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}"
+            )
+        return Objective(fn, tuple(sorted(options.items())), baseline, bound)
+
+    factory.program = fn
+    return factory
