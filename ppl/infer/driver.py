@@ -103,7 +103,7 @@ def _concat(chunks):
 
 def run(
     program, data, state, chain_keys, phases, *, progress=None, chunk_len=None,
-    chain_method="vectorized", checkpoint=None,
+    chain_method="vectorized", checkpoint=None, monitor=None,
 ):  # fmt: skip
     """Run a program's step over the chains in `state` (leading axis = chain) through `phases`.
 
@@ -127,6 +127,11 @@ def run(
         exactly what an uninterrupted run returns. The file is kept when the run
         ends, so running again returns the same result without sampling; delete it
         to sample afresh. `timings` then add up the time of every attempt.
+    monitor: called between chunks as `monitor(state, out, done)`, with `out` the
+        chunk's collected output on the host ((steps, chains, ...); None in a phase
+        not kept) and `done` the steps run so far; it returns `(postfix, stop)`: a
+        string shown after the bar (or None), and whether to end the run there (the
+        remaining steps of every phase are skipped; `kept` then ends at `done`).
     """
     if chain_method not in sharding.CHAIN_METHODS:
         raise OptionError(
@@ -151,21 +156,28 @@ def run(
         data = sharding.put(data, sharding.replicated(mesh))
         state, chain_keys = sharding.put((state, chain_keys), sharding.chains(mesh))
     starts = itertools.accumulate((p.num_steps for p in phases), initial=0)
+    stop_all = False
     with progress_bar(total=total, initial=done, disable=not progress_enabled(progress)) as bar:
         for phase, start in zip(phases, starts):
             stop = start + phase.num_steps
             timings.setdefault(phase.label, 0.0)
-            if done >= stop:
-                continue  # empty, or run by an earlier attempt
+            if done >= stop or stop_all:
+                continue  # empty, run by an earlier attempt, or stopped by the monitor
             bar.set_description(phase.label)
             t0 = time.perf_counter()
             for lo in range(max(start, done), stop, chunk_len):
                 state, out = chunk(data, state, chain_keys, lo, stop)
                 n = min(chunk_len, stop - lo)
                 if phase.keep:
-                    kept.append(jax.tree.map(lambda x, n=n: sharding.to_host(x[:n]), out))
+                    out = jax.tree.map(lambda x, n=n: sharding.to_host(x[:n]), out)
+                    kept.append(out)
                 else:
+                    out = None
                     jax.block_until_ready(state)
+                if monitor is not None:
+                    postfix, stop_all = monitor(state, out, lo + n)
+                    if postfix:
+                        bar.set_postfix_str(postfix, refresh=False)
                 bar.update(n)
                 done = lo + n
                 if saver is not None:
@@ -175,6 +187,8 @@ def run(
                         phase.label: timings[phase.label] + time.perf_counter() - t0,
                     }
                     saver.save(done, phase.label, state, _concat(kept), spent)
+                if stop_all:
+                    break
             timings[phase.label] += time.perf_counter() - t0
     kept = _concat(kept)
     if kept is not None:

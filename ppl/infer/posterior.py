@@ -94,6 +94,9 @@ class Posterior:
         for k, v in self.diagnostics.items():
             if isinstance(v, (np.ndarray, np.generic, jax.Array)):
                 arrays[f"diagnostics/{k}"] = np.asarray(v)
+            elif isinstance(v, dict) and v and all(_is_array(x) for x in v.values()):
+                # e.g. per-site filtering means or fitted parameters: one array each
+                arrays.update({f"diagnostics/{k}/{n}": np.asarray(x) for n, x in v.items()})
             else:
                 diag_values[k] = v
         meta = {
@@ -117,6 +120,10 @@ class Posterior:
             raise PPLError("to_arviz() needs ArviZ: pip install arviz") from None
         stats = {_ARVIZ_STATS.get(k, k): v for k, v in self.sample_stats.items()}
         return az.from_dict(posterior=self.samples, sample_stats=stats or None)
+
+
+def _is_array(x):
+    return isinstance(x, (np.ndarray, np.generic, jax.Array))
 
 
 def _open(path):
@@ -145,7 +152,12 @@ def load(path):
             if prefix in groups:
                 value = f[key]
                 # a NumPy scalar was saved as a 0-d array: give the scalar back
-                groups[prefix][name] = value[()] if value.ndim == 0 else value
+                value = value[()] if value.ndim == 0 else value
+                if prefix == "diagnostics" and "/" in name:  # a dict of arrays (see `save`)
+                    name, _, inner = name.partition("/")
+                    groups[prefix].setdefault(name, {})[inner] = value
+                else:
+                    groups[prefix][name] = value
     samples = {n: groups["samples"][n] for n in meta["samples"]}
     diagnostics = {**meta["diagnostics"], **groups["diagnostics"]}
     order = meta.get("diagnostics_order", list(diagnostics))

@@ -3,7 +3,8 @@
 An objective is an ordinary Python function of a model and a guide, written with a
 few operations:
 
-- `particles(fn, K)`: K independent evaluations of `fn()` (vmapped): a (K,) array;
+- `particles(fn, K)`: K independent evaluations of `fn()` (vmapped): a (K,) array, or
+  a pytree of them when `fn` returns a pytree of scalars (e.g. `(log_p, log_q)`);
 - `draw(program, *args)`: a `Draw` from a DSL program (the guide) at the current
   parameters: its latent values and their log density `log_q`;
 - `score(program, draw_or_values, *args)`: the program's log density at those values
@@ -49,6 +50,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
 
 from ppl.core import handlers
+from ppl.core.primitives import ESTIMATORS
 from ppl.errors import ModelError, OptionError
 
 __all__ = [
@@ -144,16 +146,15 @@ class _Params(Messenger):
         transform = biject_to(constraint) if constraint is not None else None
         if name in self.run.params:
             u = self.run.params[name]
-            msg["value"] = transform(u) if transform is not None else u
+            msg["value"] = u if transform is None else jax.tree.map(transform, u)
 
     def postprocess_message(self, msg):
         if msg["type"] == "param" and self.run.mode == "init":
             name = msg["name"]
             constraint = msg["kwargs"].get("constraint")
-            value = jnp.asarray(msg["value"])
-            self.run.params_found.setdefault(
-                name, biject_to(constraint).inv(value) if constraint is not None else value
-            )
+            value = jax.tree.map(jnp.asarray, msg["value"])  # an array, or a pytree of them
+            inverse = biject_to(constraint).inv if constraint is not None else (lambda v: v)
+            self.run.params_found.setdefault(name, jax.tree.map(inverse, value))
 
 
 class _Minibatch(Messenger):
@@ -169,21 +170,39 @@ class _Minibatch(Messenger):
             msg["kwargs"]["rng_key"] = jax.random.fold_in(self.key, _code(msg["name"]))
 
 
+def _working_estimators(fn):
+    """The estimators that apply to distribution `fn`, in order of preference."""
+    out = ["reparam"] if fn.has_rsample else []
+    if fn.support.is_discrete and fn.has_enumerate_support:
+        out.append("enum")
+    out.append("reinforce")
+    if isinstance(_base(fn), _MVD_TYPES):
+        out.append("mvd")
+    return out
+
+
 def _estimator(run, msg):
     fn = msg["fn"]
     chosen = run.estimators.get(msg["name"]) or (msg.get("infer") or {}).get("estimator")
     if chosen is None:
         return "reparam" if fn.has_rsample else "reinforce"
+    if chosen not in ESTIMATORS:
+        raise OptionError(
+            f"site '{msg['name']}': unknown estimator {chosen!r}; choose one of "
+            f"{', '.join(ESTIMATORS)} (for {type(fn).__name__}: "
+            f"{', '.join(_working_estimators(fn))})"
+        )
     if chosen == "reparam" and not fn.has_rsample:
         raise OptionError(
             f"site '{msg['name']}': {type(fn).__name__} has no reparameterization, so "
-            "estimator='reparam' cannot be used; choose 'reinforce', 'mvd'"
-            + (" or 'enum'" if fn.support.is_discrete else "")
+            "estimator='reparam' cannot be used; estimators that work for it: "
+            + ", ".join(repr(e) for e in _working_estimators(fn))
         )
     if chosen == "enum" and not (fn.support.is_discrete and fn.has_enumerate_support):
         raise OptionError(
             f"site '{msg['name']}': estimator='enum' needs a discrete distribution with a "
-            f"finite support; {type(fn).__name__} has none. Use 'reparam' or 'reinforce'"
+            f"finite support; {type(fn).__name__} has none. Estimators that work for it: "
+            + ", ".join(repr(e) for e in _working_estimators(fn))
         )
     return chosen
 
@@ -218,7 +237,7 @@ class _Sample(Messenger):
                     "particles of an objective, not in nested ones"
                 )
             with jax.ensure_compile_time_eval():  # a constant: the values, not the shape
-                support = np.asarray(fn.enumerate_support(expand=False)).reshape(-1)
+                support = np.asarray(_base(fn).enumerate_support(expand=False)).reshape(-1)
             p.enum_sites.setdefault(name, (np.unique(support), jnp.shape(msg["value"])))
         if kind == "mvd":
             if not p.top:
@@ -228,9 +247,9 @@ class _Sample(Messenger):
     def postprocess_message(self, msg):
         kind = self.kinds.get(msg["name"]) if msg["type"] == "sample" else None
         if kind in ("reinforce", "enum"):
+            # the probability of the draw itself: a minibatch plate's scale N/B weights the
+            # objective's log densities, not the distribution the values were drawn from
             lp = msg["fn"].log_prob(msg["value"])
-            if msg.get("scale") is not None:
-                lp = msg["scale"] * lp
             if kind == "reinforce":
                 self.particle.score = self.particle.score + jnp.sum(lp)
                 self.particle.has_score = True
@@ -323,7 +342,7 @@ def logmeanexp(values):
 
 
 class _Evaluated(NamedTuple):
-    value: jax.Array
+    value: Any  # a scalar, or a pytree of scalars
     score: jax.Array
     enum_log_q: jax.Array
 
@@ -332,26 +351,40 @@ def _evaluate(run, fn, key, overrides, top, discover=False):
     particle = _Particle(key, overrides, discover=discover, top=top)
     run.particles.append(particle)
     try:
-        value = jnp.asarray(fn(), dtype=float)
+        value = jax.tree.map(lambda v: jnp.asarray(v, dtype=float), fn())
     finally:
         run.particles.pop()
-    if value.shape != ():
+    shapes = [jnp.shape(v) for v in jax.tree.leaves(value)]
+    if not shapes or any(s != () for s in shapes):
         raise ModelError(
-            f"ppl.vi.particles: the particle function must return a scalar, got shape {value.shape}"
+            "ppl.vi.particles: the particle function must return a scalar (or a tuple/dict "
+            f"of scalars), got shapes {shapes}"
         )
     return _Evaluated(value, particle.score, particle.enum_log_q), particle
 
 
+def _broadcast(value, num_particles):
+    return jax.tree.map(lambda v: jnp.broadcast_to(v, (num_particles,)), value)
+
+
 def particles(fn, num_particles):
-    """`num_particles` independent evaluations of `fn()`, as a (K,) array."""
+    """`num_particles` independent evaluations of `fn()`: a (K,) array, or a pytree of
+    (K,) arrays when `fn` returns a pytree of scalars.
+
+    Inside another particle function the particles are nested (e.g. inner importance
+    samples per outer draw); their score-function terms belong to the enclosing
+    particle, and "enum" / "mvd" sites are not allowed in them."""
     run = _run()
     if run.particles:
         keys = jax.random.split(run.particles[-1].next_key(), num_particles)
     else:
         keys = jax.random.split(jax.random.fold_in(run.key, 1000 + run.set_index), num_particles)
-    if run.mode in ("init", "discover") and not run.particles:
-        value = _evaluate(run, fn, keys[0], {}, top=True, discover=True)[0].value
-        return jnp.broadcast_to(value, (num_particles,))
+    if run.mode in ("init", "discover"):  # one evaluation finds the params and sites
+        top = not run.particles
+        out, particle = _evaluate(run, fn, keys[0], {}, top=top, discover=True)
+        if not top:
+            run.particles[-1].has_score = run.particles[-1].has_score or particle.has_score
+        return _broadcast(out.value, num_particles)
     if run.particles:  # nested: plain score-function terms handed to the enclosing particle
         outer = run.particles[-1]
         flags = []
@@ -404,7 +437,7 @@ class _ParticleSet:
             )  # (K, V)
             self.enum_values, self.enum_log_q, self.scores = out.value, out.enum_log_q, out.score
             # the values an objective sees: the first assignment (the surrogate sums all)
-            self.values = self.enum_values[:, 0]
+            self.values = jax.tree.map(lambda v: v[:, 0], self.enum_values)
         else:
             out = jax.vmap(lambda key: self._eval(key, None))(keys)
             self.values, self.scores = out.value, out.score
@@ -445,6 +478,9 @@ def _base(fn):
     while hasattr(fn, "base_dist"):
         fn = fn.base_dist
     return fn
+
+
+_MVD_TYPES = (BernoulliProbs, BernoulliLogits, CategoricalProbs, CategoricalLogits, Normal)
 
 
 def _mvd_parts(fn, value, key):
@@ -517,7 +553,11 @@ def _objective_at(run, record, f_of, injected, index, k, name, value, replacemen
 
 
 def _replace(injected, index, k, value):
-    return [v.at[k].set(value) if j == index else v for j, v in enumerate(injected)]
+    """The injected particle values with particle k of set `index` set to `value`."""
+    return [
+        jax.tree.map(lambda x, y: x.at[k].set(y), v, value) if j == index else v
+        for j, v in enumerate(injected)
+    ]
 
 
 # ----- objectives -------------------------------------------------------------------
@@ -525,14 +565,19 @@ def _replace(injected, index, k, value):
 
 def init_params(objective, key, model, guide):
     """Initial (unconstrained) values of every `ppl.param` the objective's programs use
-    (one eager run of the objective, each particle function evaluated once)."""
-    run = _Run(key, {}, {}, "init")
-    _STACK.append(run)
-    try:
-        objective.program(model, guide, **dict(objective.options))
-    finally:
-        _STACK.pop()
-    return dict(run.params_found)
+    (one compiled run of the objective, each particle function evaluated once: compiling
+    the few ops once is much faster than dispatching them one by one)."""
+
+    def found(key):
+        run = _Run(key, {}, {}, "init")
+        _STACK.append(run)
+        try:
+            objective.program(model, guide, **dict(objective.options))
+        finally:
+            _STACK.pop()
+        return dict(run.params_found)
+
+    return jax.jit(found)(key)
 
 
 class SurrogateOut(NamedTuple):
@@ -615,7 +660,7 @@ class Objective:
 
     def _enumerated(self, record, index, injected, f_of):
         """Σ over joint assignments of all particles: Π q(v_k) · F(values at v)."""
-        v = record.enum_values.shape[1]
+        v = record.enum_log_q.shape[1]
         combos = np.stack(np.meshgrid(*[np.arange(v)] * record.k, indexing="ij"), -1).reshape(
             -1, record.k
         )
@@ -623,7 +668,7 @@ class Objective:
         rows = jnp.arange(record.k)
 
         def one(c):
-            values = record.enum_values[rows, c]
+            values = jax.tree.map(lambda x: x[rows, c], record.enum_values)
             f = f_of([values if j == index else x for j, x in enumerate(injected)])
             return f, jnp.sum(record.enum_log_q[rows, c])
 
@@ -644,21 +689,22 @@ class Objective:
                 f"{self.name}: baseline='leave_one_out' needs num_particles >= 2 (it replaces "
                 "each particle's value by the mean of the others')"
             )
-        values = record.values
 
         def loo(k):
-            others = (jnp.sum(values) - values[k]) / (record.k - 1)
+            others = jax.tree.map(lambda v: (jnp.sum(v) - v[k]) / (record.k - 1), record.values)
             return f_of(_replace(injected, index, k, others))
 
         return jax.lax.stop_gradient(jax.vmap(loo)(jnp.arange(record.k)))
 
 
-def objective(fn=None, *, bound=False):
+def objective(fn=None, *, bound=False, baseline="auto"):
     """Mark `fn(model, guide, **options) -> scalar` as an objective to maximise.
 
-    Returns a factory: `fn_factory(baseline="auto", **options) -> Objective`. `bound=True`
-    says the value is a lower bound on log p(x) (so the SVI method reports it as the
-    log evidence).
+    Returns a factory: `fn_factory(baseline=<default>, **options) -> Objective`, where the
+    default baseline is `baseline` ("auto": leave-one-out with K > 1 particles, else a
+    moving average). `bound=True` says the value is a lower bound on log p(x) (so the
+    SVI method reports it as the log evidence); `bound` may also be a function of the
+    options, e.g. `lambda o: o.get("alpha", 0) >= 0`.
 
     >>> @ppl.vi.objective(bound=True)
     ... def elbo(model, guide, num_particles=1):
@@ -668,15 +714,22 @@ def objective(fn=None, *, bound=False):
     ...     return ppl.vi.mean(ppl.vi.particles(one, num_particles))
     """
     if fn is None:
-        return functools.partial(objective, bound=bound)
+        return functools.partial(objective, bound=bound, baseline=baseline)
+    _check_baseline(fn.__name__, baseline)
+    default = baseline
 
     @functools.wraps(fn)
-    def factory(*, baseline="auto", **options):
-        if baseline not in BASELINES:
-            raise OptionError(
-                f"{fn.__name__}: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}"
-            )
-        return Objective(fn, tuple(sorted(options.items())), baseline, bound)
+    def factory(*, baseline=default, **options):
+        _check_baseline(fn.__name__, baseline)
+        is_bound = bool(bound(options)) if callable(bound) else bool(bound)
+        return Objective(fn, tuple(sorted(options.items())), baseline, is_bound)
 
     factory.program = fn
     return factory
+
+
+def _check_baseline(name, baseline):
+    if baseline not in BASELINES:
+        raise OptionError(
+            f"{name}: unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}"
+        )

@@ -1,0 +1,528 @@
+"""SVI: fit a guide by stochastic optimisation of an objective, run by the driver.
+
+Each driver step is one optimisation step of one fit (a "chain"; `num_chains` fits run
+side by side, vmapped): loss = -surrogate of the objective (`Objective.surrogate`),
+gradients by `jax.grad` w.r.t. the guide's unconstrained params, optional clipping by
+global norm, then the optax update. A step whose loss, gradient or updated params are
+not finite is skipped (params, optimizer state and baseline unchanged) and counted;
+more than `max_nonfinite` such steps in a row end the run with an `InferenceError`.
+Early stopping watches an exponential moving average of the loss inside the compiled
+step (so the result does not depend on how steps are chunked); the driver ends the run
+between chunks once every fit has stopped.
+
+After fitting, the Posterior holds `num_samples` draws per fit from the fitted guide
+(after the guide's `finalize`, e.g. Laplace's Gaussian) of every latent site of the
+model, plus the model's deterministic sites at those draws.
+"""
+
+import functools
+import math
+import numbers
+import time
+from dataclasses import dataclass, fields
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+
+from ppl.core import handlers
+from ppl.core.checks import explain_tracer_errors
+from ppl.core.primitives import ESTIMATORS
+from ppl.errors import InferenceError, OptionError
+from ppl.infer.driver import Phase, run
+from ppl.infer.method import Method
+from ppl.infer.posterior import Posterior
+from ppl.infer.registry import register
+from ppl.vi import guides
+from ppl.vi.objectives import ELBO
+from ppl.vi.program import Objective, draw, objective, score
+
+__all__ = ["SVI", "EarlyStopping", "SVIState"]
+
+#: Steps averaged for `diagnostics["final_loss"]` (the last ones taken, finite only).
+FINAL_LOSS_STEPS = 100
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop a fit once its smoothed loss has not improved by more than `tolerance`
+    (absolute, in loss units) for `patience` steps in a row. The smoothed loss is an
+    exponential moving average, s <- smoothing · s + (1 - smoothing) · loss."""
+
+    patience: int = 500
+    tolerance: float = 1e-3
+    smoothing: float = 0.99
+
+    def __post_init__(self):
+        p, t, s = self.patience, self.tolerance, self.smoothing
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
+            raise OptionError(f"EarlyStopping: patience={p!r} must be an integer >= 1")
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not t >= 0:
+            raise OptionError(f"EarlyStopping: tolerance={t!r} must be a number >= 0")
+        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not 0 <= s < 1:
+            raise OptionError(f"EarlyStopping: smoothing={s!r} must be a number in [0, 1)")
+
+
+class SVIState(NamedTuple):
+    """One fit: params (unconstrained), optimizer state, moving-average baseline, and
+    counters. `step` counts steps attempted; `streak` the current run of non-finite
+    steps, `nonfinite` all of them; `failed_at` / `stopped_at` are -1 until the fit
+    fails (too many non-finite steps in a row) or stops early; `smoothed`, `best` and
+    `since` track the loss plateau."""
+
+    params: dict
+    opt_state: Any
+    baseline: jax.Array
+    step: jax.Array
+    streak: jax.Array
+    nonfinite: jax.Array
+    failed_at: jax.Array
+    smoothed: jax.Array
+    best: jax.Array
+    since: jax.Array
+    stopped_at: jax.Array
+
+
+_ADAM = optax.adam(1e-2)  # one object, so SVI() == SVI() and compiled code is shared
+
+
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
+
+
+def _select(take, new, old):
+    return jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)
+
+
+@dataclass(frozen=True)
+class SVIProgram:
+    """The driver's program (hashable): one step = one optimisation step of one fit."""
+
+    method: "SVI"
+
+    def __call__(self, data):
+        model, guide = data
+        return partial(self.method.step, model, guide), _collect
+
+    def start(self, data, key):
+        model, guide = data
+        return self.method.init(model, guide, key)
+
+
+def _collect(state, loss):
+    return loss
+
+
+_start = jax.jit(
+    lambda program, data, keys: jax.vmap(program.start, (None, 0))(data, keys),
+    static_argnums=0,
+)
+
+
+@register("vi")
+@dataclass(frozen=True)
+class SVI(Method):
+    """Stochastic variational inference.
+
+    >>> post = ppl.infer(m, method=ppl.vi.SVI(guide=ppl.vi.guides.Normal(),
+    ...                  objective=ppl.vi.objectives.ELBO(), optimizer=optax.adam(1e-2),
+    ...                  num_steps=5000), num_samples=1000, num_chains=1)
+
+    guide: an automatic guide (`ppl.vi.guides.Normal()`, the default, ...), or a DSL
+        guide: a function (or `@ppl.model`) with the model's arguments that samples
+        every latent site of the model by name, with parameters from `ppl.param`.
+    objective: an `Objective` to maximise (`ELBO()` default, `IWAE(num_particles=K)`,
+        or one written with `@ppl.vi.objective`).
+    optimizer: an optax GradientTransformation (default `optax.adam(1e-2)`). Reuse the
+        same SVI object to reuse compiled code: two `optax.adam(1e-2)` calls are
+        different objects.
+    num_steps: optimisation steps per fit.
+    estimators: {site: "reparam" | "reinforce" | "enum" | "mvd"}, overriding the
+        guide's per-site `estimator=`.
+    clip_norm: clip each gradient to this global norm (`optax.clip_by_global_norm`).
+    max_nonfinite: a fit fails (InferenceError) after more than this many consecutive
+        steps with a non-finite loss, gradient or update; fewer are skipped and counted.
+    early_stopping: None, True (default settings) or `EarlyStopping(patience,
+        tolerance, smoothing)`.
+    evidence_particles: K of the log-evidence estimate, when the objective is a bound:
+        `post.log_evidence` is the IWAE bound log (1/(C·K)) Σ p(x, z)/q(z) over K draws
+        from each of the C fitted guides (≥ the ELBO in expectation; a lower bound on
+        log p(x) in expectation, tight as K grows). With subsampled plates the weights
+        use one minibatch each, so it is only an approximation.
+    """
+
+    guide: Any = guides.Normal()
+    objective: Objective = ELBO()
+    optimizer: Any = _ADAM
+    num_steps: int = 5000
+    estimators: Any = None
+    clip_norm: float | None = None
+    max_nonfinite: int = 10
+    early_stopping: Any = None
+    evidence_particles: int = 1000
+
+    handles_discrete = True  # with a DSL guide that samples them
+
+    def __post_init__(self):
+        super().__post_init__()
+        cls = "SVI"
+        if isinstance(self.guide, type):
+            raise OptionError(
+                f"{cls}: guide={self.guide.__name__} is a class; pass an instance, e.g. "
+                f"guide={self.guide.__name__}()"
+            )
+        if not (isinstance(self.guide, guides.AutoGuide) or callable(self.guide)):
+            raise OptionError(
+                f"{cls}: guide={self.guide!r} must be an automatic guide "
+                "(ppl.vi.guides.Normal(), ...) or a function that samples the model's latent sites"
+            )
+        if not isinstance(self.objective, Objective):
+            hint = " (call it: e.g. ELBO())" if callable(self.objective) else ""
+            raise OptionError(
+                f"{cls}: objective={self.objective!r} must be an objective such as "
+                f"ppl.vi.objectives.ELBO() or IWAE(num_particles=K){hint}"
+            )
+        if not (hasattr(self.optimizer, "init") and hasattr(self.optimizer, "update")):
+            raise OptionError(
+                f"{cls}: optimizer={self.optimizer!r} must be an optax GradientTransformation, "
+                "e.g. optax.adam(1e-2)"
+            )
+        _int_option(self, "num_steps", 1)
+        _int_option(self, "max_nonfinite", 0)
+        _int_option(self, "evidence_particles", 1)
+        if self.clip_norm is not None and not (
+            isinstance(self.clip_norm, numbers.Real)
+            and not isinstance(self.clip_norm, bool)
+            and 0 < self.clip_norm < math.inf
+        ):
+            raise OptionError(
+                f"{cls}: clip_norm={self.clip_norm!r} must be None or a positive number"
+            )
+        if self.estimators is not None:
+            if not isinstance(self.estimators, (dict, tuple)):
+                raise OptionError(
+                    f"{cls}: estimators={self.estimators!r} must be a dict {{site: estimator}}"
+                )
+            items = tuple(sorted(dict(self.estimators).items()))
+            for site, name in items:
+                if name not in ESTIMATORS:
+                    raise OptionError(
+                        f"{cls}: estimators[{site!r}]={name!r} is not an estimator; choose one "
+                        f"of {', '.join(ESTIMATORS)}"
+                    )
+            object.__setattr__(self, "estimators", items)  # hashable
+        stopping = self.early_stopping
+        if stopping is True:
+            object.__setattr__(self, "early_stopping", EarlyStopping())
+        elif stopping is False:
+            object.__setattr__(self, "early_stopping", None)
+        elif stopping is not None and not isinstance(stopping, EarlyStopping):
+            raise OptionError(
+                f"{cls}: early_stopping={stopping!r} must be None, True or "
+                "ppl.vi.EarlyStopping(patience=..., tolerance=...)"
+            )
+
+    # ----- the step -----------------------------------------------------------------
+
+    @property
+    def transform(self):
+        if self.clip_norm is None:
+            return self.optimizer
+        return optax.chain(optax.clip_by_global_norm(self.clip_norm), self.optimizer)
+
+    def _surrogate(self, model, guide, key, params, baseline):
+        estimators = dict(self.estimators or ())
+        return self.objective.surrogate(key, params, model, guide, baseline, estimators)
+
+    def init(self, model, guide, key):
+        """The state of one fit: params from the programs' `ppl.param` initial values."""
+        from ppl.vi.program import init_params
+
+        params = init_params(self.objective, key, model, guide)
+        value = self._surrogate(model, guide, key, params, jnp.zeros(())).value
+        baseline = jnp.where(jnp.isfinite(value), value, 0.0)  # REINFORCE's first baseline
+        i = jnp.zeros((), jnp.int32)
+        return SVIState(
+            params, self.transform.init(params), baseline, i, i, i, i - 1,
+            jnp.array(jnp.nan), jnp.array(jnp.inf), i, i - 1,
+        )  # fmt: skip
+
+    def step(self, model, guide, key, s):
+        """One optimisation step of one fit: (new state, loss of this step)."""
+
+        def loss_fn(params):
+            out = self._surrogate(model, guide, key, params, s.baseline)
+            return -out.surrogate, out
+
+        grads, out = jax.grad(loss_fn, has_aux=True)(s.params)
+        loss = -out.value
+        updates, opt_state = self.transform.update(grads, s.opt_state, s.params)
+        params = optax.apply_updates(s.params, updates)
+        finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
+        active = (s.failed_at < 0) & (s.stopped_at < 0)
+        take = finite & active
+        params, opt_state, baseline = _select(
+            take, (params, opt_state, out.baseline), (s.params, s.opt_state, s.baseline)
+        )
+        streak = jnp.where(active, jnp.where(finite, 0, s.streak + 1), s.streak)
+        failed_at = jnp.where(active & (streak > self.max_nonfinite), s.step, s.failed_at)
+        smoothed, best, since, stopped_at = s.smoothed, s.best, s.since, s.stopped_at
+        stop = self.early_stopping
+        if stop is not None:
+            a = stop.smoothing
+            new = jnp.where(jnp.isnan(smoothed), loss, a * smoothed + (1 - a) * loss)
+            improved = new < best - stop.tolerance
+            smoothed = jnp.where(take, new, smoothed)
+            best = jnp.where(take & improved, new, best)
+            since = jnp.where(take, jnp.where(improved, 0, since + 1), since)
+            stopped_at = jnp.where(take & (since >= stop.patience), s.step + 1, stopped_at)
+        state = SVIState(
+            params, opt_state, baseline, s.step + active, streak,
+            s.nonfinite + (active & ~finite), failed_at, smoothed, best, since, stopped_at,
+        )  # fmt: skip
+        return state, jnp.where(active, loss, jnp.nan)
+
+    # ----- the run ------------------------------------------------------------------
+
+    def run(self, model, *, num_samples, num_chains, seed, progress):
+        t0 = time.perf_counter()
+        ld = model.log_density()
+        guide = guides.bind_guide(self.guide, model)  # refuses discrete sites for auto guides
+        program = SVIProgram(self)
+        key_init, key_fit, key_draw, key_evidence = jax.random.split(seed, 4)
+        data = (model, guide)
+        with explain_tracer_errors(model.name):  # a guide missing a site fails here
+            state = _start(program, data, jax.random.split(key_init, num_chains))
+        phases = [Phase("fit", self.num_steps, keep=True)]
+        state, losses, timings = run(
+            program, data, state, jax.random.split(key_fit, num_chains), phases,
+            progress=progress, monitor=_monitor,
+        )  # fmt: skip
+        self._raise_if_failed(state)
+        params = jax.tree.map(np.asarray, state.params)
+        programs, fitted, stacked = self._finalize(model, guide, params, num_chains)
+        latent, determ = tuple(ld.sites), tuple(ld.deterministic)
+        keys = jax.random.split(key_draw, num_chains)
+        axis = 0 if stacked else None
+        samples = _draws(num_samples, latent, determ, axis, programs, model, fitted, keys)
+        samples = {k: np.asarray(v) for k, v in samples.items()}
+        diagnostics = self._diagnostics(state, losses, guide, params, timings)
+        log_evidence = None
+        if self.objective.is_bound:
+            log_evidence = self._evidence(model, programs, fitted, axis, key_evidence, diagnostics)
+        diagnostics["wall_time"] = time.perf_counter() - t0
+        return Posterior(
+            samples, diagnostics, log_evidence=log_evidence, method=self.label, model=model,
+            latent_sites=latent,
+        )  # fmt: skip
+
+    def _finalize(self, model, guide, params, num_chains):
+        """The program(s) and params that draws come from: the fitted guide itself, or
+        per fit what the guide's `finalize(model, params)` makes (e.g. Laplace's
+        Gaussian), stacked over fits. Returns (program, params, stacked)."""
+        finalize = getattr(type(self.guide), "finalize", None)
+        if finalize is None or finalize is guides.AutoGuide.finalize:
+            return guide, params, False
+        outs = [
+            self.guide.finalize(model, jax.tree.map(lambda p, c=c: p[c], params))
+            for c in range(num_chains)
+        ]
+        programs = jax.tree.map(lambda *xs: jnp.stack(xs), *[o[0] for o in outs])
+        fitted = jax.tree.map(lambda *xs: jnp.stack(xs), *[o[1] for o in outs])
+        return programs, fitted, True
+
+    def _raise_if_failed(self, state):
+        at = np.asarray(state.failed_at)
+        bad = np.flatnonzero(at >= 0)
+        if not bad.size:
+            return
+        first = int(at[bad].min())
+        n = self.max_nonfinite + 1
+        hint = "" if self.clip_norm else ", clip gradients (clip_norm=10.0)"
+        raise InferenceError(
+            f"SVI: fit(s) {bad.tolist()} failed at step {first}: {n} consecutive steps (up to "
+            f"step {first}, counted from 0) had a non-finite loss, gradient or update. Lower the "
+            f"optimizer's learning rate{hint}, start the guide closer (e.g. a smaller "
+            "init_scale), or check that the model's log density is finite where the guide "
+            "draws; max_nonfinite sets how many such steps in a row are skipped"
+        )
+
+    def _diagnostics(self, state, losses, guide_program, params, timings):
+        losses = np.asarray(losses)  # (fits, steps run)
+        steps = np.asarray(state.step)
+        stopped = np.asarray(state.stopped_at)
+        return {
+            "loss": losses,
+            "final_loss": _final_loss(losses, steps),
+            "nonfinite_steps": np.asarray(state.nonfinite),
+            "steps": steps,
+            "stopped_early_at": stopped,
+            "params": _constrained_params(guide_program, params),
+            "fit_time": timings.get("fit", 0.0),
+        }
+
+    def _evidence(self, model, programs, fitted, axis, key, diagnostics):
+        """log (1/(C·K)) Σ w over K draws per fit (the IWAE bound), its standard error
+        (delta method) and the per-fit IWAE bounds in the diagnostics."""
+        num_chains = jax.tree.leaves(fitted)[0].shape[0]
+        keys = jax.random.split(key, num_chains)
+        log_w = np.asarray(
+            _log_weights(self.evidence_particles, axis, programs, model, fitted, keys), np.float64
+        )
+        flat = log_w.reshape(-1)
+        finite = flat[np.isfinite(flat)]
+        if finite.size == 0:
+            return None
+        top = finite.max()
+        w = np.exp(flat - top)  # -inf weights count as 0; NaN ones make the result NaN
+        value = float(top + np.log(np.mean(w)))
+        se = float(np.std(w) / (np.sqrt(w.size) * np.mean(w)))
+        per_chain = top + np.log(np.mean(np.exp(log_w - top), axis=1))
+        diagnostics["log_evidence_se"] = se
+        diagnostics["log_evidence_per_chain"] = per_chain
+        diagnostics["log_evidence_method"] = (
+            f"IWAE bound, K={self.evidence_particles} draws per fit from the fitted guide"
+        )
+        return value
+
+
+def _int_option(method, name, minimum):
+    value = getattr(method, name)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptionError(f"SVI: {name}={value!r} must be an integer >= {minimum}")
+
+
+def _friendly_init(cls):
+    """Unknown keyword arguments of the dataclass' __init__ become an OptionError that
+    lists the valid options."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            from ppl.infer.registry import did_you_mean
+
+            raise OptionError(
+                f"{cls.__name__}: unknown option '{unknown[0]}'{did_you_mean(unknown[0], names)}; "
+                f"options are {', '.join(names)}"
+            )
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+_friendly_init(SVI)
+
+
+# ----- what the monitor, the draws and the evidence need ----------------------------
+
+
+def _monitor(state, losses, done):
+    """The driver's monitor: the running loss on the bar; stop once every fit has
+    stopped early, or as soon as one failed."""
+    failed = np.asarray(state.failed_at) >= 0
+    stopped = np.asarray(state.stopped_at) >= 0
+    postfix = None
+    if losses is not None:
+        recent = losses[-min(len(losses), FINAL_LOSS_STEPS) :]
+        recent = recent[np.isfinite(recent)]
+        if recent.size:
+            postfix = f"loss {recent.mean():.4g}"
+    return postfix, bool(failed.any() or (stopped | failed).all())
+
+
+def _final_loss(losses, steps):
+    out = np.full(losses.shape[0], np.nan)
+    for c, (row, n) in enumerate(zip(losses, steps)):
+        row = row[max(0, int(n) - FINAL_LOSS_STEPS) : int(n)]
+        row = row[np.isfinite(row)]
+        if row.size:
+            out[c] = row.mean()
+    return out
+
+
+def _constrained_params(program, params):
+    """Fitted params on their constrained spaces, name -> (fits, ...)."""
+    found = {}
+
+    def record(msg):
+        if msg["type"] == "param":
+            found[msg["name"]] = msg["kwargs"].get("constraint", constraints.real)
+        return None
+
+    first = jax.tree.map(lambda p: p[0], params)
+    seeded = handlers.seed(_with_params(program, first, record), rng_seed=0)
+    jax.eval_shape(lambda: (seeded(), 0)[1])  # records the constraints, computes nothing
+    out = {}
+    for name, value in params.items():
+        transform = biject_to(found.get(name, constraints.real))
+        out[name] = np.asarray(jax.vmap(transform)(jnp.asarray(value)))
+    return out
+
+
+def _with_params(program, params, record=None):
+    """`program` with each `ppl.param` set from the unconstrained `params`."""
+
+    def substitute_fn(msg):
+        if record is not None:
+            record(msg)
+        if msg["type"] != "param" or msg["name"] not in params:
+            return None
+        constraint = msg["kwargs"].get("constraint", constraints.real)
+        return biject_to(constraint)(params[msg["name"]])
+
+    return handlers.substitute(program, substitute_fn=substitute_fn)
+
+
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _draws(num_samples, latent, determ, axis, programs, model, params, keys):
+    """num_samples draws per fit of the model's latent sites from the fitted guide,
+    and of its deterministic sites at those draws: name -> (fits, draws, ...)."""
+
+    def one(program, params, key):
+        k_guide, k_model = jax.random.split(key)
+        guided = handlers.seed(_with_params(program, params), rng_seed=k_guide)
+        trace = handlers.trace(guided).get_trace()
+        values = {n: trace[n]["value"] for n in latent}
+        if not determ:
+            return values
+        filled = handlers.seed(handlers.substitute(model, data=values), rng_seed=k_model)
+        model_trace = handlers.trace(filled).get_trace()
+        return {**values, **{n: model_trace[n]["value"] for n in determ}}
+
+    def fit(program, params, key):
+        return jax.vmap(one, (None, None, 0))(program, params, jax.random.split(key, num_samples))
+
+    return jax.vmap(fit, (axis, 0, 0))(programs, params, keys)
+
+
+@objective(bound=True)
+def _log_weight(model, guide):
+    d = draw(guide, gradient=False)
+    return score(model, d) - d.log_q
+
+
+_LOG_WEIGHT = _log_weight()
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _log_weights(num_particles, axis, programs, model, params, keys):
+    """log p(x, z_k) - log q(z_k) for K draws per fit: (fits, K)."""
+
+    def fit(program, params, key):
+        def one(k):
+            return _LOG_WEIGHT.surrogate(k, params, model, program, jnp.zeros(())).value
+
+        keys = jax.random.split(key, num_particles)
+        return jax.lax.map(one, keys, batch_size=min(num_particles, 256))
+
+    return jax.vmap(fit, (axis, 0, 0))(programs, params, keys)

@@ -1,0 +1,319 @@
+"""SVI (ppl.vi.svi): fits against exact posteriors, NaN-safe steps, early stopping,
+minibatching, the registry and error messages.
+
+The main model is Normal-Normal: mu ~ N(0, 1), x_i ~ N(mu, 1), i = 1..20, whose
+posterior N(Σx/(n+1), 1/(n+1)) is in the mean-field Normal family, so the optimum of
+the ELBO (and of IWAE) is the exact posterior and log p(x) is exact (x ~ N(0, I + 11ᵀ)).
+"""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.scipy.stats import multivariate_normal
+from numpyro.distributions import constraints
+
+import ppl
+from ppl import dist
+from ppl.errors import InferenceError, ModelError, OptionError
+from ppl.infer.registry import method_names, resolve
+from ppl.vi.guides import Laplace, Normal
+from ppl.vi.objectives import ELBO, IWAE
+from ppl.vi.svi import SVI, EarlyStopping
+
+N = 20
+X = np.random.default_rng(0).normal(1.0, 1.0, N).astype(np.float32)
+POST_VAR = 1.0 / (N + 1)
+POST_MEAN = float(X.sum()) * POST_VAR
+POST_SD = POST_VAR**0.5
+LOG_EVIDENCE = float(multivariate_normal.logpdf(X, jnp.zeros(N), jnp.eye(N) + 1.0))
+# A learning rate decaying to 0 (cosine) makes the last iterates average the gradient
+# noise away, so the fit lands close to the optimum (the exact posterior here).
+DECAYING = optax.adam(optax.cosine_decay_schedule(0.05, 2000))
+
+
+@ppl.model
+def normal_mean(x):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ppl.deterministic("twice", 2 * mu)
+    with ppl.plate("n", x.shape[0]):
+        ppl.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+
+def dsl_guide(x):
+    loc = ppl.param("loc", 0.0)
+    scale = ppl.param("scale", 1.0, constraint=constraints.positive)
+    ppl.sample("mu", dist.Normal(loc, scale))
+
+
+def check_exact(loc, scale, mean_tol, sd_tol):
+    assert np.all(np.abs(np.asarray(loc) - POST_MEAN) < mean_tol * POST_SD), (loc, POST_MEAN)
+    assert np.all(np.abs(np.asarray(scale) / POST_SD - 1) < sd_tol), (scale, POST_SD)
+
+
+@pytest.fixture(scope="module")
+def elbo_fit():
+    method = SVI(objective=ELBO(), optimizer=DECAYING, num_steps=2000)
+    return ppl.infer(normal_mean(X), method, num_samples=1000, num_chains=2, seed=0, progress=False)
+
+
+def test_elbo_recovers_conjugate_posterior(elbo_fit):
+    post = elbo_fit
+    params = post.diagnostics["params"]
+    # the decayed-rate iterate sits within a few 1e-3 of the optimum; 0.1 sd and 5% leave
+    # room for that and are far below the error of an unfinished fit (init: loc 0, sd 0.1)
+    check_exact(params["auto_loc"][:, 0], params["auto_scale"][:, 0], 0.1, 0.05)
+    mu = post.samples["mu"]
+    assert mu.shape == (2, 1000)
+    np.testing.assert_allclose(post.samples["twice"], 2 * mu, rtol=1e-6)
+    # 2000 draws: Monte Carlo sd of the mean is POST_SD/45, of the sd about 1.6%
+    assert abs(mu.mean() - POST_MEAN) < 0.1 * POST_SD + 4 * POST_SD / np.sqrt(2000)
+    assert abs(mu.std() / POST_SD - 1) < 0.05 + 4 * 0.016
+    d = post.diagnostics
+    assert d["loss"].shape == (2, 2000) and np.all(np.isfinite(d["loss"]))
+    assert np.all(d["nonfinite_steps"] == 0) and np.all(d["stopped_early_at"] == -1)
+    # at the exact posterior log p(x, z) - log q(z) = log p(x) for every z: the loss has
+    # no noise left and equals -log p(x); the IWAE estimate is log p(x) up to ~1e-3
+    np.testing.assert_allclose(d["final_loss"], -LOG_EVIDENCE, atol=0.02)
+    assert abs(post.log_evidence - LOG_EVIDENCE) < 0.01
+    assert d["log_evidence_per_chain"].shape == (2,) and "IWAE" in d["log_evidence_method"]
+    assert d["wall_time"] > d["fit_time"] > 0
+
+
+def test_predictive_from_fitted_guide(elbo_fit):
+    pred = elbo_fit.predictive(normal_mean(X), seed=1)
+    assert pred["x"].shape == (2, 1000, N)
+    # x_new | data ~ N(POST_MEAN, 1 + POST_VAR): 40000 values, sd of the mean ~0.005
+    assert abs(pred["x"].mean() - POST_MEAN) < 0.1 * POST_SD + 0.05
+
+
+def test_iwae_recovers_conjugate_posterior():
+    # IWAE(K) = log p(x) when q is the posterior, its maximum: the optimum is exact too
+    method = SVI(objective=IWAE(num_particles=5), optimizer=DECAYING, num_steps=2000)
+    post = ppl.infer(normal_mean(X), method, num_samples=200, num_chains=1, seed=1, progress=False)
+    params = post.diagnostics["params"]
+    # near the optimum IWAE(K) is ~K times flatter in the guide's scale than the ELBO
+    # (its gap is ~Var(log w)/2K), so the same gradient noise leaves the scale further off
+    check_exact(params["auto_loc"][0, 0], params["auto_scale"][0, 0], 0.1, 0.15)
+    assert abs(post.log_evidence - LOG_EVIDENCE) < 0.01
+
+
+def test_dsl_guide_with_params_and_clipping():
+    method = SVI(guide=dsl_guide, optimizer=DECAYING, num_steps=2000, clip_norm=10.0)
+    post = ppl.infer(normal_mean(X), method, num_samples=500, num_chains=1, seed=2, progress=False)
+    params = post.diagnostics["params"]
+    assert set(params) == {"loc", "scale"}
+    check_exact(params["loc"][0], params["scale"][0], 0.1, 0.05)  # "scale": constrained, > 0
+    assert post.samples["mu"].shape == (1, 500) and "twice" in post.samples
+
+
+def test_laplace_draws_from_its_gaussian():
+    # the posterior is Gaussian: Laplace's N(mode, H⁻¹) is exact
+    method = SVI(guide=Laplace(), optimizer=DECAYING, num_steps=2000)
+    post = ppl.infer(normal_mean(X), method, num_samples=2000, num_chains=2, seed=3, progress=False)
+    mu = post.samples["mu"]  # 4000 draws: MC sd of the mean POST_SD/63, of the sd ~1.1%
+    assert abs(mu.mean() - POST_MEAN) < 0.1 * POST_SD + 4 * POST_SD / np.sqrt(4000)
+    assert abs(mu.std() / POST_SD - 1) < 0.05
+
+
+# ----- a discrete latent with a DSL guide ------------------------------------------
+
+MEANS = jnp.array([-1.0, 2.0])
+XD = np.array([0.5, 0.3, 0.6], np.float32)
+# p(c=1 | x) = sigmoid(Σ log N(x|2,1) - log N(x|-1,1)) = sigmoid(Σ (3x - 1.5)) = sigmoid(-0.3)
+P_EXACT = float(jax.nn.sigmoid(np.sum(3 * XD - 1.5)))
+LOG_EVIDENCE_D = float(
+    jnp.log(0.5) + jax.nn.logsumexp(
+        jnp.array([dist.Normal(m, 1.0).log_prob(XD).sum() for m in MEANS])
+    )
+)  # fmt: skip
+
+
+@ppl.model
+def two_groups(x):
+    c = ppl.sample("c", dist.Bernoulli(0.5))
+    with ppl.plate("n", x.shape[0]):
+        ppl.sample("x", dist.Normal(MEANS[c], 1.0), obs=x)
+
+
+def choice_guide(x):
+    p = ppl.param("p", 0.5, constraint=constraints.unit_interval)
+    ppl.sample("c", dist.Bernoulli(p), estimator="enum")
+
+
+def test_discrete_latent_with_enumeration():
+    method = SVI(guide=choice_guide, optimizer=optax.adam(0.05), num_steps=600)
+    post = ppl.infer(two_groups(XD), method, num_samples=1000, num_chains=1, seed=0, progress=False)
+    # enumeration: exact gradients, a deterministic ascent to the exact posterior
+    assert abs(post.diagnostics["params"]["p"][0] - P_EXACT) < 1e-3
+    np.testing.assert_allclose(post.diagnostics["final_loss"], -LOG_EVIDENCE_D, atol=1e-4)
+    assert abs(post.log_evidence - LOG_EVIDENCE_D) < 1e-3
+    # 1000 Bernoulli draws: sd of the frequency <= 0.016
+    assert abs(post.samples["c"].mean() - P_EXACT) < 4 * 0.016
+
+
+def test_estimators_mapping_overrides_the_guide():
+    # the same guide trained with REINFORCE (moving-average baseline) instead of "enum"
+    method = SVI(guide=choice_guide, optimizer=DECAYING, num_steps=2000,
+                 estimators={"c": "reinforce"})  # fmt: skip
+    post = ppl.infer(two_groups(XD), method, num_samples=10, num_chains=1, seed=0, progress=False)
+    # REINFORCE's gradient is noisy but unbiased; with the decaying rate the fit ends
+    # within a few hundredths of the exact p (a wrong gradient would stay near 0.5 or
+    # drift to 0/1)
+    assert abs(post.diagnostics["params"]["p"][0] - P_EXACT) < 0.05
+
+
+# ----- non-finite steps, early stopping ---------------------------------------------
+
+
+@ppl.model
+def cut_off(cut):
+    """N(0, 1) with a log density that is NaN beyond `cut`."""
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    ppl.factor("cut", jnp.where(mu > cut, jnp.nan, 0.0))
+
+
+NAN_SVI = SVI(guide=dsl_guide, optimizer=optax.adam(1e-2), num_steps=300, max_nonfinite=5)
+
+
+def test_nonfinite_steps_are_skipped_and_counted():
+    # q starts at N(0, 1): about 16% of draws land beyond 1 and give a NaN loss
+    post = ppl.infer(cut_off(jnp.array(1.0)), NAN_SVI, num_samples=10, num_chains=1,
+                     progress=False)  # fmt: skip
+    d = post.diagnostics
+    skipped = int(d["nonfinite_steps"][0])
+    assert 10 < skipped < 150
+    assert skipped == int(np.sum(~np.isfinite(d["loss"])))
+    assert all(np.all(np.isfinite(v)) for v in d["params"].values())
+
+
+def test_persistent_nonfinite_stops_with_a_message():
+    with pytest.raises(
+        InferenceError, match=r"failed at step 5: 6 consecutive steps.*learning rate"
+    ):
+        ppl.infer(cut_off(jnp.array(-np.inf)), NAN_SVI, num_samples=10, num_chains=1,
+                  progress=False)  # fmt: skip
+
+
+def test_early_stopping_on_a_plateau():
+    stop = EarlyStopping(patience=200, tolerance=0.01)
+    method = SVI(optimizer=optax.adam(2e-2), num_steps=20000, early_stopping=stop)
+    post = ppl.infer(normal_mean(X), method, num_samples=10, num_chains=1, progress=False)
+    d = post.diagnostics
+    at = int(d["stopped_early_at"][0])
+    assert 200 < at < 20000 and int(d["steps"][0]) == at
+    # the driver ends between chunks (1000 steps here): the run is cut short
+    assert d["loss"].shape[1] < 20000
+    assert np.all(np.isfinite(d["loss"][0, :at])) and np.all(np.isnan(d["loss"][0, at:]))
+    # it stopped on a plateau: the fit has converged (Adam 2e-2 noise: ~0.1-0.2 sd)
+    check_exact(d["params"]["auto_loc"][0, 0], d["params"]["auto_scale"][0, 0], 0.5, 0.3)
+
+
+# ----- minibatches --------------------------------------------------------------------
+
+BATCH = 5
+
+
+@ppl.model
+def normal_mean_minibatch(x):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("n", x.shape[0], subsample_size=BATCH) as idx:
+        ppl.sample("x", dist.Normal(mu, 1.0), obs=x[idx])
+
+
+def exact_elbo(loc, scale):
+    """Closed form E_q[log p(x, mu) - log q(mu)] for q = N(loc, scale²), full data."""
+    e_sq = lambda c: (c - loc) ** 2 + scale**2  # noqa: E731  E_q[(c - mu)²]
+    log_lik = np.sum(-0.5 * np.log(2 * np.pi) - 0.5 * e_sq(X))
+    log_prior = -0.5 * np.log(2 * np.pi) - 0.5 * e_sq(0.0)
+    entropy = 0.5 * np.log(2 * np.pi * np.e * scale**2)
+    return log_lik + log_prior + entropy
+
+
+def test_minibatch_loss_is_unbiased():
+    from ppl.vi.guides import bind_guide
+
+    model = normal_mean_minibatch(X)
+    guide = bind_guide(dsl_guide, model)
+    loc, scale = 0.5, 0.4
+    params = {"loc": jnp.array(loc), "scale": jnp.log(jnp.array(scale))}  # unconstrained
+    elbo = ELBO()
+
+    @jax.jit
+    def values(keys):
+        return jax.vmap(lambda k: elbo.surrogate(k, params, model, guide, 0.0).value)(keys)
+
+    v = np.asarray(values(jax.random.split(jax.random.key(0), 4000)), np.float64)
+    assert v.std() > 1.0  # minibatches of 5 of 20 points: a noisy estimate
+    # unbiased: the mean of 4000 draws is within 4 standard errors of the exact ELBO
+    assert abs(v.mean() - exact_elbo(loc, scale)) < 4 * v.std() / np.sqrt(v.size)
+
+
+def test_minibatch_fit_recovers_full_data_posterior():
+    method = SVI(guide=dsl_guide, optimizer=DECAYING, num_steps=2000)
+    post = ppl.infer(normal_mean_minibatch(X), method, num_samples=10, num_chains=1,
+                     seed=4, progress=False)  # fmt: skip
+    p = post.diagnostics["params"]
+    # minibatch gradients are noisier than full-data ones: looser than the full-data fit
+    check_exact(p["loc"][0], p["scale"][0], 0.25, 0.15)
+
+
+# ----- registry and errors --------------------------------------------------------------
+
+
+def test_registered_as_vi_with_defaults():
+    assert "vi" in method_names()
+    method = resolve("vi")
+    assert isinstance(method, SVI) and method == SVI()
+    assert isinstance(method.guide, Normal) and method.num_steps == 5000
+    post = ppl.infer(normal_mean(X), "vi", num_samples=100, num_chains=1, progress=False)
+    assert post.method == "vi"
+    # Adam 1e-2 with a constant rate: the last iterate wanders ~0.1-0.2 posterior sd
+    check_exact(
+        post.diagnostics["params"]["auto_loc"][0, 0], post.diagnostics["params"]["auto_scale"][0, 0],
+        0.5, 0.3,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_step": 10}, r"unknown option 'num_step' \(did you mean 'num_steps'\?\)"),
+        ({"num_steps": 0}, r"num_steps=0 must be an integer >= 1"),
+        ({"clip_norm": -1.0}, r"clip_norm=-1.0 must be None or a positive number"),
+        ({"max_nonfinite": 1.5}, r"max_nonfinite=1.5 must be an integer >= 0"),
+        ({"objective": ELBO}, r"objective=.* must be an objective .*\(call it: e.g. ELBO\(\)\)"),
+        ({"optimizer": "adam"}, r"optimizer='adam' must be an optax GradientTransformation"),
+        ({"guide": Normal}, r"guide=Normal is a class; pass an instance"),
+        ({"estimators": {"c": "pathwise"}}, r"estimators\['c'\]='pathwise' is not an estimator"),
+        ({"early_stopping": 100}, r"early_stopping=100 must be None, True or"),
+    ],
+)
+def test_bad_options(kwargs, message):
+    with pytest.raises(OptionError, match=message):
+        SVI(**kwargs)
+
+
+def test_bad_early_stopping_and_infer_options():
+    with pytest.raises(OptionError, match="patience=0 must be an integer >= 1"):
+        EarlyStopping(patience=0)
+    with pytest.raises(OptionError, match="has no warmup phase"):
+        ppl.infer(normal_mean(X), "vi", num_warmup=10)
+    with pytest.raises(OptionError, match=re.escape("pass method=ppl.vi.SVI(num_steps=...)")):
+        ppl.infer(normal_mean(X), "vi", num_steps=10)
+
+
+def test_guide_missing_a_latent_site():
+    def guide(x):
+        ppl.param("loc", 0.0)
+
+    with pytest.raises(ModelError, match=r"latent site 'mu'.*guide must sample every latent"):
+        ppl.infer(normal_mean(X), SVI(guide=guide, num_steps=10), num_chains=1, progress=False)
+
+
+def test_discrete_latent_with_an_auto_guide():
+    with pytest.raises(ModelError, match=r"\['c'\] are discrete; write a DSL guide"):
+        ppl.infer(two_groups(XD), SVI(num_steps=10), num_chains=1, progress=False)
