@@ -263,7 +263,7 @@ def test_discrete_site_error_suggests_methods_that_handle_discrete_sites(monkeyp
         handles_discrete = True
 
     monkeypatch.setitem(registry._METHODS, "gibbs", Gibbs)
-    with raises(ModelError, r"site 'k'.*a method that handles discrete sites \(gibbs\)"):
+    with raises(ModelError, r"site 'k'.*a method that handles discrete sites \(gibbs[^)]*\)"):
         ppl.infer(with_count(1.0), **FAST)
 
 

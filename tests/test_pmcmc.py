@@ -16,19 +16,19 @@ EXACT = grid_posterior(Y)
 RUN = dict(num_samples=800, num_warmup=400, num_chains=2, seed=0, progress=False)
 
 
-def assert_matches_grid(post):
+def assert_matches_grid(post, min_ess=30):
     # posterior means within 5 Monte Carlo standard errors (sd / sqrt(ESS)) of the exact
     # grid values; a sampler that ignored the data would sit at the prior (phi mean 0)
     for name, (mean, sd) in EXACT.items():
         draws = post.samples[name]
         ess = ess_mean(draws)
-        assert ess > 30, (name, ess)
+        assert ess > min_ess, (name, ess)
         assert abs(draws.mean() - mean) < 5 * sd / np.sqrt(ess), (name, draws.mean(), mean)
         assert 0.6 < draws.std() / sd < 1.5, (name, draws.std(), sd)
 
 
 def test_pmmh_recovers_static_parameters():
-    post = ppl.infer(unknown(Y), method=ppl.smc.PMMH(num_particles=100), **RUN)
+    post = ppl.infer(unknown(Y), method=ppl.smc.PMMH(num_particles=200), **RUN)
     assert_matches_grid(post)
     assert post.samples["x"].shape == (2, 800, T)
     assert 0.05 < post.diagnostics["accept_rate"].mean() < 0.6
@@ -37,15 +37,16 @@ def test_pmmh_recovers_static_parameters():
 
 def test_particle_gibbs_within_blocks():
     gibbs = ppl.mcmc.blocks(
-        {"x": ppl.smc.ParticleGibbs(num_particles=50), ("phi", "q"): ppl.mcmc.RWMH()}
+        {"x": ppl.smc.ParticleGibbs(num_particles=100), ("phi", "q"): ppl.mcmc.RWMH()}
     )
-    assert_matches_grid(ppl.infer(unknown(Y), method=gibbs, **RUN))
+    # theta given the path mixes slowly under Gibbs (strong dependence): a lower ESS floor
+    assert_matches_grid(ppl.infer(unknown(Y), method=gibbs, **RUN), min_ess=10)
 
 
 def test_pmmh_in_a_cycle_reestimates_after_other_moves():
     # the RWMH step moves phi, q and x; PMMH then re-estimates its likelihood at the new
     # position by conditional SMC (a stale estimate would bias the static posterior)
-    sampler = ppl.mcmc.cycle(ppl.smc.PMMH(num_particles=100), ppl.mcmc.RWMH())
+    sampler = ppl.mcmc.cycle(ppl.smc.PMMH(num_particles=200), ppl.mcmc.RWMH())
     assert_matches_grid(ppl.infer(unknown(Y), method=sampler, **RUN))
 
 
