@@ -23,6 +23,7 @@ from ppl import dist
 from ppl.errors import InferenceError, ModelError, OptionError
 from ppl.infer.registry import resolve
 from ppl.smc import Tempered
+from ppl.smc.tempered import _draws
 
 NUM_SIGMAS = 4.0
 RUNS = 16
@@ -110,6 +111,48 @@ def test_max_stages_is_an_error(regression):
             regression.model(), Tempered(num_particles=1000, max_stages=2),
             num_samples=1000, num_chains=RUNS, seed=0, progress=False,
         )  # fmt: skip
+
+
+# ----- waste-free SMC: M chains of P states each -----------------------------------
+
+
+P = 10  # chain length: 9 MALA steps from each of M = 100 resampled particles
+WASTE_FREE = Tempered(
+    num_particles=1000, kernel=ppl.mcmc.MALA(), num_mcmc_steps=P - 1, waste_free=True
+)
+
+
+@pytest.fixture(scope="module")
+def waste_free_post(regression):
+    return ppl.infer(
+        regression.model(), WASTE_FREE, num_samples=1000, num_chains=RUNS, seed=4, progress=False
+    )
+
+
+def test_waste_free(waste_free_post, regression):
+    """Evidence and posterior as exact as without it, with the same per-run tolerances:
+    the spread of the runs includes the correlation of the P states of a chain.
+
+    The covariance is checked as each run's mean of (w - μ)(w - μ)ᵀ about the exact
+    posterior mean μ, whose expectation is the exact covariance. A run's sample
+    covariance (about its own mean) is low by the variance of that mean, Σ / ESS, and
+    a waste-free run's ESS is only 100-300 here (M = 100 chains of correlated states):
+    a bias of a few per cent, comparable to the tolerance.
+    """
+    post, d = waste_free_post, waste_free_post.diagnostics
+    assert_evidence(post, regression_evidence(regression))
+    w = post.samples["w"].astype(np.float64)
+    assert_close(w.mean(axis=1), regression.mean, "mean")
+    centred = w - regression.mean
+    moments = np.einsum("rni,rnj->rij", centred, centred) / w.shape[1]
+    assert_close(moments, regression.cov, "cov")
+    # each stage: M refreshes at the new temperature and M (P - 1) MALA steps (one
+    # gradient each) = N gradients; a standard stage would take N (1 + (P - 1))
+    np.testing.assert_array_equal(d["grad_evals"], d["num_stages"] * 1000)
+    for r in range(RUNS):
+        k = d["num_stages"][r]
+        np.testing.assert_allclose(d["ess"][r, : k - 1], 0.5 * 1000, rtol=0.02)
+        assert 0.35 < d["acceptance"][r, k - 1] < 0.8  # tuned toward MALA's 0.574
 
 
 # ----- a fixed schedule, gradient moves inside a combinator -------------------------
@@ -214,13 +257,24 @@ def test_particles_without_likelihood_drop_out():
     """Half the prior draws have zero likelihood: they get zero weight, and the rest
     give the half-normal posterior and evidence 1/2."""
     post = ppl.infer(
-        truncated(jnp.array(0.0), jnp.array(-jnp.inf)), TRUNCATED, num_samples=1000, num_chains=RUNS, seed=3,
-        progress=False,
+        truncated(jnp.array(0.0), jnp.array(-jnp.inf)), TRUNCATED, num_samples=600,
+        num_chains=RUNS, seed=3, progress=False,
     )  # fmt: skip
     x = post.samples["x"].astype(np.float64)
+    assert x.shape == (RUNS, 600)  # fewer draws than particles
     assert np.all(x > 0)
     assert_close(x.mean(axis=1), np.sqrt(2 / np.pi), "half-normal mean")
     assert_evidence(post, np.log(0.5))
+
+
+def test_draws_take_particles_evenly():
+    """The final particles are equally weighted: draws take each once (num_samples = N),
+    else each floor or ceil of num_samples / N times (systematic), in random order."""
+    idx = _draws(np.array([1, 2], np.uint32), 1000, 1000)
+    np.testing.assert_array_equal(np.sort(idx), np.arange(1000))
+    assert not np.all(np.diff(idx) > 0)
+    counts = np.bincount(_draws(np.array([3, 4], np.uint32), 1000, 2500), minlength=1000)
+    assert set(counts.tolist()) == {2, 3} and counts.sum() == 2500
 
 
 @pytest.mark.parametrize("outside", [-jnp.inf, jnp.nan])
@@ -270,6 +324,9 @@ def test_refuses_discrete_and_improper():
         ({"resampling": "best"}, "resampling scheme"),
         ({"kernel": Tempered()}, "kernel"),
         ({"kernel": "no-such-kernel"}, "unknown method"),
+        ({"waste_free": 1}, "waste_free"),
+        ({"waste_free": True, "num_particles": 1000}, r"num_particles=1000 .* = 11"),
+        ({"waste_free": True, "num_particles": 100, "num_mcmc_steps": 2}, "100 .* = 3"),
     ],
 )
 def test_bad_options(options, match):

@@ -12,6 +12,10 @@ The target at inverse temperature β is log prior + β · log likelihood (the sp
 4. moves every particle with `num_mcmc_steps` steps of any `ppl.mcmc` kernel (or
    combinator) on the tempered density, tuned from the particle population.
 
+Waste-free SMC (Dau & Chopin 2022, `waste_free=True`) changes steps 3 and 4 only:
+it resamples M = N / P particles (P = num_mcmc_steps + 1) and keeps every state of
+their P-state chains as the N particles of the next stage.
+
 Tuning, per adaptive part of the kernel (every part with a `target_accept` and an
 adapted state: RWMH, MALA, HMC, NUTS, also inside `cycle`, `mixture`, `repeat` and
 `blocks`): the inverse mass matrix (the proposal covariance of RWMH) is the
@@ -20,16 +24,21 @@ the kernel's `dense_mass` says, with Stan's shrinkage; the step size starts at
 d^(-1/4) for gradient kernels (the target looks whitened once the mass matrix is
 the particle covariance; Beskos et al. 2013) and at the kernel's own value for
 RWMH (2.38 / √d), and after each stage becomes step · exp(ā − target_accept),
-ā the mean acceptance of that stage's moves. Kernel states (their caches) travel
-with the particles from stage to stage; the kernels' own warmup never runs.
+ā the mean acceptance of that stage's moves. Gradient kernels draw each particle's
+step size at each move uniformly within ±50 % of that (which keeps fixed-length
+HMC from turning whitened particles by a full period, see `_jittered`). Kernel
+states (their caches) travel with the particles from stage to stage; the kernels'
+own warmup (and their initial step-size search) never runs.
 
-One stage is one compiled function, vmapped over independent runs (`num_chains`);
-Python runs the loop over stages and a progress bar showing β. Runs that reach
-β = 1 first stay put while the others finish.
+One stage is one compiled function, vmapped over independent runs (`num_chains`)
+and compiled once per run of `infer` (its output has its input's types); Python
+runs the loop over stages and a progress bar showing β, one small transfer (the
+stage's diagnostics) per stage. Runs that reach β = 1 first stay put while the
+others finish.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -57,6 +66,9 @@ __all__ = ["Tempered", "TemperedDensity"]
 BISECTION_STEPS = 40
 #: Step size update per stage: log step += STEP_GAIN · (mean acceptance − target).
 STEP_GAIN = 1.0
+#: Gradient moves draw each particle's step size, at each move, uniformly within
+#: ±STEP_JITTER of the tuned one (see `_jittered`).
+STEP_JITTER = 0.5
 
 
 class TemperedDensity:
@@ -156,6 +168,19 @@ def _adapted(state, part):
     return hasattr(adapt, "step_size") and hasattr(adapt, "inverse_mass_matrix")
 
 
+def _jittered(state, part):
+    """Whether the part's step size is jittered: tuned gradient parts. With the mass
+    matrix the particle covariance, a near-Gaussian target looks isotropic, so a fixed
+    number of leapfrog steps L at a fixed step size ε turns every particle by about the
+    same angle ε·L, and the step size tuned toward the target acceptance can put that
+    angle near 2π, where a move returns close to its start (the logistic regression of
+    benchmarks/smc_vs_blackjax.py: ε ≈ 0.67, L = 10; the particles barely moved and
+    log Z came out 0.4 too high, 6 standard errors). Random step sizes spread the
+    angle (Neal 2011, 5.4); each draw is independent of the state, so the move stays
+    invariant."""
+    return part.gradient and part.tune_step and _adapted(state, part)
+
+
 def _with_step_size(state, part, step_size):
     sub = _get(state, part.path)
     size = jnp.broadcast_to(step_size, sub.adapt.step_size.shape).astype(sub.adapt.step_size.dtype)
@@ -183,7 +208,7 @@ def _with_mass(state, part, z, weights):
     zp = z if part.indices is None else z[:, part.indices]
     dense = sub.adapt.inverse_mass_matrix.ndim == 3  # (particles, d, d)
     inv, sqrt, sqrt_inv = _population_mass(zp, weights, dense)
-    n = z.shape[0]
+    n = sub.z.shape[0]  # the particles moved (fewer than z's when waste-free)
     tile = lambda x: jnp.broadcast_to(x, (n,) + x.shape)  # noqa: E731
     adapt = sub.adapt._replace(
         inverse_mass_matrix=tile(inv),
@@ -191,6 +216,24 @@ def _with_mass(state, part, z, weights):
         mass_matrix_sqrt_inv=tile(sqrt_inv),
     )
     return _set(state, part.path, sub._replace(adapt=adapt))
+
+
+def _without_step_search(method):
+    """`method` with the initial step-size search of its gradient parts switched off:
+    the population tuning sets their step size before the first move, so the search
+    (a loop of leapfrog steps per particle) would only cost compilation and time."""
+    if isinstance(method, Cycle):
+        return replace(method, methods=tuple(map(_without_step_search, method.methods)))
+    if isinstance(method, Mixture):
+        weighted = tuple((p, _without_step_search(m)) for p, m in method.weighted)
+        return replace(method, weighted=weighted)
+    if isinstance(method, Repeat):
+        return replace(method, method=_without_step_search(method.method))
+    if isinstance(method, Blocks):
+        return replace(method, parts=tuple((n, _without_step_search(m)) for n, m in method.parts))
+    if isinstance(method, GradientMethod) and method.adapt_step_size:
+        return replace(method, adapt_step_size=False)
+    return method
 
 
 # ----- one run ------------------------------------------------------------------------
@@ -222,6 +265,12 @@ def _usable(log_prior, log_lik):
     """Log likelihoods with NaN, +inf, or a non-finite prior counted as -inf (zero weight)."""
     ok = jnp.isfinite(log_prior) & ~jnp.isnan(log_lik) & (log_lik < jnp.inf)
     return jnp.where(ok, log_lik, -jnp.inf)
+
+
+def _strong(tree):
+    """`tree` without weak types, so a stage's output has its input's types and the
+    compiled stage is reused from the first call on."""
+    return jax.tree.map(lambda x: x.astype(x.dtype) if getattr(x, "weak_type", False) else x, tree)
 
 
 def _increments(log_lik, delta):
@@ -256,6 +305,7 @@ class _Program:
     target_ess: float
     schedule: tuple | None
     resampling: str
+    waste_free: bool = False
 
     def parts(self, logdensity):
         return _parts(self.method, logdensity)
@@ -268,7 +318,8 @@ class _Program:
         key_prior, key_kernel = jax.random.split(key)
         z = jax.vmap(logdensity.prior_point)(jax.random.split(key_prior, n))
         log_prior, log_lik = jax.vmap(logdensity.terms)(z)
-        kernel = self.kernel(logdensity, jnp.zeros(()))
+        density = TemperedDensity(logdensity, jnp.zeros(()))
+        kernel = _without_step_search(self.method).kernel(density, 0)
         state = jax.vmap(kernel.init)(jax.random.split(key_kernel, n), z)
         steps = []
         for part in self.parts(logdensity):
@@ -279,7 +330,8 @@ class _Program:
             own = jnp.median(_get(state, part.path).adapt.step_size)
             steps.append(jnp.asarray(d**-0.25 if part.gradient else own, z.dtype))
         zero = jnp.zeros((), z.dtype)
-        return SMCState(state, _usable(log_prior, log_lik), zero, zero, jnp.array(0), tuple(steps))
+        s = SMCState(state, _usable(log_prior, log_lik), zero, zero, jnp.array(0), tuple(steps))
+        return _strong(s)
 
     def stage(self, logdensity, key, s):
         key_resample, key_move = jax.random.split(key)
@@ -295,7 +347,9 @@ class _Program:
         weights = jnp.exp(log_w - jax.nn.logsumexp(log_w))
 
         kernel = self.kernel(logdensity, beta)
-        ancestors = resample(key_resample, log_w, scheme=self.resampling)
+        # waste-free: M = N / P chains of P states each (Dau & Chopin 2022)
+        m = self.num_particles // (self.num_mcmc_steps + 1 if self.waste_free else 1)
+        ancestors = resample(key_resample, log_w, m, scheme=self.resampling)
         state = jax.tree.map(lambda x: x[ancestors], s.kernel)
         evals_before = jnp.sum(state.grad_evals)
         state = jax.vmap(kernel.refresh)(state, state.z)
@@ -311,12 +365,29 @@ class _Program:
             jnp.mean(_get(state, p.path).adapt.step_size) if _adapted(state, p) else step
             for p, step in zip(parts, s.step_sizes)
         )
+        # the shared step index 0 (>= num_warmup = 0): the kernel's own adaptation is a
+        # branch never taken, not a select computed for every particle at every step
+        kernel_step = kernel.step if kernel.step_at is None else partial(kernel.step_at, i=0)
+
+        jittered = [(p, step) for p, step in zip(parts, s.step_sizes) if _jittered(state, p)]
 
         def move(state, key):
-            keys = jax.random.split(key, self.num_particles)
-            return jax.vmap(kernel.step)(keys, state)
+            key_jitter, key = jax.random.split(key)
+            for j, (part, step) in enumerate(jittered):
+                u = jax.random.uniform(jax.random.fold_in(key_jitter, j), (m,), step.dtype)
+                state = _with_step_size(state, part, step * (1 - STEP_JITTER + 2 * STEP_JITTER * u))
+            state, info = jax.vmap(kernel_step)(jax.random.split(key, m), state)
+            return state, (state if self.waste_free else (), info)
 
-        state, infos = jax.lax.scan(move, state, jax.random.split(key_move, self.num_mcmc_steps))
+        keys = jax.random.split(key_move, self.num_mcmc_steps)
+        last, (visited, infos) = jax.lax.scan(move, state, keys)
+        if self.waste_free:  # every state visited, the starting ones included: N particles
+            state = jax.tree.map(
+                lambda a, b: jnp.concatenate([a[None], b]).reshape((-1,) + a.shape[1:]),
+                state, visited,
+            )  # fmt: skip
+        else:
+            state = last
         steps = tuple(
             step * jnp.exp(STEP_GAIN * (jnp.mean(_info(infos, p.path).accept_prob) - p.target))
             if p.tune_step and _adapted(state, p)
@@ -329,35 +400,37 @@ class _Program:
             s.stage + 1, steps,
         )  # fmt: skip
         active = s.beta < 1
-        new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
+        new = _strong(jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s))
         info = StageInfo(
             beta, ess, jnp.mean(infos.accept_prob), used,
-            jnp.sum(state.grad_evals) - evals_before,
+            jnp.sum(last.grad_evals) - evals_before,
             active & ~jnp.isfinite(log_increment), active,
         )  # fmt: skip
         return new, info
 
-    def draws(self, logdensity, key, s, num_samples):
-        key_pick, key_order = jax.random.split(key)
-        flat = jnp.zeros(self.num_particles)  # equally weighted after the last move
-        idx = resample(key_pick, flat, num_samples, scheme=self.resampling)
-        idx = jax.random.permutation(key_order, idx)  # draws in no particular order
-        return s.kernel.z[idx], s.log_lik[idx]
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _start(program, logdensity, key, num_runs):
+    """Each run's first state, its key for the stages and the seed of its draws."""
+    key_start, key_run, key_draw = jax.random.split(key, 3)
+    state = jax.vmap(program.start, (None, 0))(logdensity, jax.random.split(key_start, num_runs))
+    draw_seeds = jax.random.key_data(jax.random.split(key_draw, num_runs))
+    return state, jax.random.split(key_run, num_runs), draw_seeds
 
 
 @partial(jax.jit, static_argnums=0)
-def _start(program, logdensity, keys):
-    return jax.vmap(program.start, (None, 0))(logdensity, keys)
-
-
-@partial(jax.jit, static_argnums=0)
-def _stage(program, logdensity, keys, state):
+def _stage(program, logdensity, run_keys, k, state):
+    keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, k)
     return jax.vmap(program.stage, (None, 0, 0))(logdensity, keys, state)
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def _draws(program, logdensity, keys, state, num_samples):
-    return jax.vmap(program.draws, (None, 0, 0, None))(logdensity, keys, state, num_samples)
+def _draws(seed, num_particles, num_samples):
+    """Indices of `num_samples` draws from equally weighted particles (each particle once
+    when num_samples == num_particles), in random order: systematic resampling, on the
+    host (a compiled program for a few indices costs more than it saves)."""
+    rng = np.random.default_rng([int(b) for b in np.ravel(seed)])
+    idx = np.floor((np.arange(num_samples) + rng.uniform()) * (num_particles / num_samples))
+    return rng.permutation(np.minimum(idx.astype(np.int64), num_particles - 1))
 
 
 # ----- the method ---------------------------------------------------------------------
@@ -412,6 +485,15 @@ class Tempered(Method):
     schedule: a fixed increasing sequence of temperatures ending at 1.0 instead.
     resampling: "systematic" | "stratified" | "residual" | "multinomial".
     max_stages: a run still below β = 1 after this many stages is an error.
+    waste_free: waste-free SMC (Dau & Chopin 2022): each stage resamples only
+        M = N / P particles, P = num_mcmc_steps + 1, runs a chain of P − 1 kernel
+        steps from each, and keeps all M · P states visited (the starting points
+        included) as the next N particles, instead of the last state of N chains:
+        for the same N, a stage takes P times fewer kernel steps. num_particles
+        must be a multiple of P. Evidence increments, schedule and population tuning
+        are as without it (from all N weighted particles). The P states of a chain
+        are correlated, so the final particles are worth fewer independent draws
+        than N: about M times the chain's P / (autocorrelation time).
 
     In `infer()`, `num_chains` independent runs (their spread gives the Monte Carlo
     standard error of the log evidence) and `num_samples` draws per run, taken from
@@ -434,6 +516,7 @@ class Tempered(Method):
     schedule: Any = None
     resampling: str = "systematic"
     max_stages: int = 500
+    waste_free: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -442,6 +525,18 @@ class Tempered(Method):
         check_option(self, "target_ess", lambda v: 0 < v < 1, "a number in (0, 1)")
         check_option(self, "max_stages", lambda v: v >= 1, "an integer >= 1", integer=True)
         check_scheme(self.resampling)
+        if not isinstance(self.waste_free, bool):
+            raise OptionError(f"Tempered: waste_free={self.waste_free!r} must be True or False")
+        chain = self.num_mcmc_steps + 1
+        if self.waste_free and self.num_particles % chain:
+            fit = max(chain, round(self.num_particles / chain) * chain)
+            raise OptionError(
+                f"Tempered(waste_free=True): num_particles={self.num_particles} must be a "
+                f"multiple of the chain length num_mcmc_steps + 1 = {chain} (each stage "
+                f"keeps the {chain} states of num_particles / {chain} chains); e.g. "
+                f"num_particles={fit}, or num_mcmc_steps such that num_mcmc_steps + 1 "
+                "divides num_particles"
+            )
         object.__setattr__(self, "kernel", _kernel(self.kernel))
         object.__setattr__(self, "schedule", _schedule(self.schedule))
 
@@ -464,12 +559,10 @@ class Tempered(Method):
         self.check(ld)
         program = _Program(
             self.num_particles, self.kernel, self.num_mcmc_steps, self.target_ess,
-            self.schedule, self.resampling,
+            self.schedule, self.resampling, self.waste_free,
         )  # fmt: skip
-        key_start, key_run, key_draw = jax.random.split(seed, 3)
         with explain_tracer_errors(model.name):
-            state = _start(program, ld, jax.random.split(key_start, num_chains))
-        run_keys = jax.random.split(key_run, num_chains)
+            state, run_keys, draw_seeds = _start(program, ld, seed, num_chains)
         infos = []
         limit = self.max_stages if self.schedule is None else len(self.schedule)
         bar = progress_bar(
@@ -483,19 +576,19 @@ class Tempered(Method):
                 k = len(infos)
                 if k == limit:
                     self._too_many_stages(np.asarray(state.beta))
-                keys = jax.vmap(jax.random.fold_in, (0, None))(run_keys, k)
                 previous = np.asarray(state.beta)
                 with explain_tracer_errors(model.name):
-                    state, info = _stage(program, ld, keys, state)
+                    state, info = _stage(program, ld, run_keys, np.int32(k), state)
                 info = jax.device_get(info)
                 infos.append(info)
                 _check_degenerate(info, k, previous)
                 bar.n = float(np.min(state.beta))  # the run furthest behind
                 bar.set_description_str(f"smc stage {k + 1}, β={bar.n:.3g}")
-        zs, log_lik = _draws(
-            program, ld, jax.random.split(key_draw, num_chains), state, num_samples
-        )
-        if not np.all(np.isfinite(np.asarray(zs))):
+        z, log_lik = jax.device_get((state.kernel.z, state.log_lik))
+        picks = [_draws(r, self.num_particles, num_samples) for r in np.asarray(draw_seeds)]
+        zs = np.stack([z[r, idx] for r, idx in enumerate(picks)])
+        log_lik = np.stack([log_lik[r, idx] for r, idx in enumerate(picks)])
+        if not np.all(np.isfinite(zs)):
             raise InferenceError(
                 "tempered SMC: some final particles are not finite; the kernel moved them to "
                 "NaN/inf (check the model's density there)"
