@@ -97,6 +97,13 @@ def _collect(chain, info):
     return chain.state.z, info
 
 
+def _stop_on_divergence(chains, out, done):
+    """The driver's monitor: end the run at the first chunk in which a chain diverged
+    (the error naming the step is raised afterwards, with no draws kept)."""
+    diverged = bool(np.any(np.asarray(chains.diverged_at) >= 0))
+    return ("diverged" if diverged else None), diverged
+
+
 @dataclass(frozen=True)
 class SGMCMCMethod(Method):
     """Base of SG-MCMC method objects: `run(model, ...)` -> Posterior.
@@ -163,11 +170,13 @@ class SGMCMCMethod(Method):
             chains, found = start_chains(program, target, key_init, num_chains)
         ld.check_finite_start(found)
         phases = [Phase("burn-in", burn_in, keep=False), Phase("sample", num_samples, keep=True)]
-        chains, (zs, info), timings = run(
+        chains, kept, timings = run(
             program, target, chains, jax.random.split(key_run, num_chains), phases,
             progress=progress, chain_method=chain_method, checkpoint=checkpoint,
+            monitor=_stop_on_divergence,
         )  # fmt: skip
         self._raise_if_diverged(chains, burn_in * thinning)
+        zs, info = kept
         samples = {k: np.asarray(v) for k, v in constrained_values(ld, zs).items()}
         stats = {"lp": np.asarray(info.log_density), "step_size": np.asarray(info.step_size)}
         latent = {k: samples[k] for k in ld.sites}
