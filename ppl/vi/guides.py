@@ -35,12 +35,14 @@ from ppl.errors import InferenceError, ModelError, OptionError
 __all__ = [
     "AutoGuide", "Normal", "MultivariateNormal", "LowRank", "Delta", "Laplace",
     "Amortized", "amortized", "bind_guide", "finalize",
+    "Planar", "Radial", "IAF", "NeuralSpline",
 ]  # fmt: skip
 
 
 class AutoGuide:
     """Base of automatic guides: subclasses give `latent(d, init)`, which samples the
-    site "_auto_u" (shape (d,)) with their own parameters, `init` the starting point."""
+    site "_auto_u" (shape (d,)) with their own parameters; `init` is the starting point
+    as a lazy initial value for `ppl.param` (a function of a key)."""
 
     prefix = "auto"
     #: Whether the guide program adds the factor -log |det J| (see `Delta`).
@@ -72,8 +74,10 @@ class _AutoProgram:
     spec: AutoGuide
 
     def __call__(self, ld):
-        with handlers.block():  # the model runs inside: its sites are not the guide's
-            z0, _ = ld.candidate(jax.random.key(0), "median")  # prior medians, unconstrained
+        def z0(key):  # prior medians, unconstrained; a callable, so it runs only at init
+            with handlers.block():  # the model runs inside: its sites are not the guide's
+                return ld.candidate(jax.random.key(0), "median")[0]
+
         u = self.spec.latent(ld.size, z0)
         with handlers.block():
             values, log_det = ld.constrain_with_log_det(u)
@@ -324,3 +328,102 @@ def finalize(guide, model, params):
     if isinstance(guide, AutoGuide):
         return guide.finalize(model, params)
     return bind_guide(guide, model), params
+
+
+# ----- flow guides (built on ppl.flows.FlowGuideBase) -------------------------------
+
+from ppl.flows.autoregressive import iaf, spline_autoregressive, spline_coupling  # noqa: E402
+from ppl.flows.bijector import Chain, Reverse  # noqa: E402
+from ppl.flows.bijector import check_positive_int as _check_int  # noqa: E402
+from ppl.flows.guide import FlowGuideBase  # noqa: E402
+from ppl.flows.planar import Planar as _PlanarLayer  # noqa: E402
+from ppl.flows.planar import Radial as _RadialLayer  # noqa: E402
+
+
+def _hidden(owner, hidden):
+    hidden = tuple(hidden)
+    for h in hidden:
+        _check_int(owner, "hidden sizes", h)
+    return hidden
+
+
+@dataclass(frozen=True)
+class Planar(FlowGuideBase):
+    """K planar layers (Rezende & Mohamed 2015) after a learned diagonal Gaussian."""
+
+    K: int = 8
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        _check_int("Planar", "K", self.K)
+
+    @property
+    def flow(self):
+        return Chain([_PlanarLayer()] * self.K)
+
+
+@dataclass(frozen=True)
+class Radial(FlowGuideBase):
+    """K radial layers (Rezende & Mohamed 2015) after a learned diagonal Gaussian."""
+
+    K: int = 8
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        _check_int("Radial", "K", self.K)
+
+    @property
+    def flow(self):
+        return Chain([_RadialLayer()] * self.K)
+
+
+@dataclass(frozen=True)
+class IAF(FlowGuideBase):
+    """`num_flows` affine inverse autoregressive layers (MADE conditioners with hidden
+    sizes `hidden`, ELU), the order reversed between them, as numpyro's AutoIAFNormal."""
+
+    num_flows: int = 2
+    hidden: tuple = (32, 32)
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        _check_int("IAF", "num_flows", self.num_flows)
+        object.__setattr__(self, "hidden", _hidden("IAF", self.hidden))
+
+    @property
+    def flow(self):
+        layers = []
+        for i in range(self.num_flows):
+            layers += [Reverse()] if i else []
+            layers.append(iaf(self.hidden))
+        return Chain(layers)
+
+
+@dataclass(frozen=True)
+class NeuralSpline(FlowGuideBase):
+    """`num_flows` rational-quadratic spline layers (Durkan et al. 2019; `bins` bins on
+    [-bound, bound], identity outside), autoregressive (IAF direction: one pass to sample)
+    or, with coupling=True, coupling layers (event size >= 2); the order reversed
+    between layers."""
+
+    num_flows: int = 2
+    hidden: tuple = (32, 32)
+    bins: int = 8
+    bound: float = 3.0
+    coupling: bool = False
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        _check_int("NeuralSpline", "num_flows", self.num_flows)
+        object.__setattr__(self, "hidden", _hidden("NeuralSpline", self.hidden))
+
+    @property
+    def flow(self):
+        layers = []
+        for i in range(self.num_flows):
+            layers += [Reverse()] if i else []
+            if self.coupling:
+                layers.append(spline_coupling(self.bins, self.bound, self.hidden))
+            else:
+                layers.append(spline_autoregressive(self.bins, self.bound, self.hidden))
+        return Chain(layers)

@@ -257,15 +257,37 @@ class _Sample(Messenger):
                 self.particle.enum_log_q = self.particle.enum_log_q + jnp.sum(lp)
 
 
-def _log_density(trace):
+def _log_density(trace, path_sites=()):
+    """Σ log densities of the trace's sample sites; the sites in `path_sites` are scored
+    with their distribution's parameters held fixed (`_path_log_prob`)."""
     total = jnp.zeros(())
-    for site in trace.values():
+    for name, site in trace.items():
         if site["type"] == "sample":
-            lp = site["fn"].log_prob(site["value"])
+            if name in path_sites:
+                lp = _path_log_prob(name, site["fn"], site["value"])
+            else:
+                lp = site["fn"].log_prob(site["value"])
             if site.get("scale") is not None:
                 lp = site["scale"] * lp
             total = total + jnp.sum(lp)
     return total
+
+
+def _path_log_prob(name, fn, value):
+    """log fn(value) with fn's parameters under stop_gradient: the gradient flows only
+    through `value` (the path-gradient / sticking-the-landing form of log q). A
+    distribution may give its own `path_log_prob(value)` (flow guides do: theirs needs
+    no inverse)."""
+    if hasattr(fn, "path_log_prob"):
+        return fn.path_log_prob(value)
+    try:
+        held = jax.tree.map(jax.lax.stop_gradient, fn)
+    except Exception as err:  # a distribution that is not a pytree
+        raise OptionError(
+            f"site '{name}': path_gradient=True needs the parameters of {type(fn).__name__} "
+            f"held fixed, but it is not a JAX pytree ({err}); use path_gradient=False"
+        ) from err
+    return held.log_prob(value)
 
 
 def _handled(program, run, key):
@@ -279,18 +301,27 @@ def _current_particle(run):
     run.top_level_draws = True
     if run.mode in ("discover", "init"):
         return _Particle(run.key, discover=True)
-    raise ModelError("ppl.vi.draw / score outside ppl.vi.particles(...)")
+    raise _TopLevelDraw()
+
+
+class _TopLevelDraw(Exception):
+    """A draw outside `particles`: the objective is evaluated again as one particle."""
 
 
 # ----- operations -------------------------------------------------------------------
 
 
-def draw(program, *args, gradient=True, **kwargs):
+def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
     """Draw a program's latent sites at the current parameters: a `Draw`.
 
     gradient=False: the values are constants for differentiation (no reparameterization,
     no score-function terms), as wake-sleep objectives need; `log_q` still depends on
-    the program's parameters."""
+    the program's parameters.
+
+    path_gradient=True: `log_q` of the reparameterised sites is evaluated with the
+    program's parameters held fixed (stop_gradient), so its gradient flows only through
+    the draw (Roeder et al. 2017, "sticking the landing"; Vaitl et al. 2024): the score
+    term E_q[∇_θ log q] = 0 is dropped from the estimate. Its value is unchanged."""
     run = _run()
     particle = _current_particle(run)
     key = particle.next_key()
@@ -301,7 +332,10 @@ def draw(program, *args, gradient=True, **kwargs):
         n: s["value"] for n, s in trace.items()
         if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
     }  # fmt: skip
-    return Draw(values, _log_density(trace))
+    path_sites = ()
+    if path_gradient and gradient:
+        path_sites = {n for n, kind in sampler.kinds.items() if kind == "reparam"}
+    return Draw(values, _log_density(trace, path_sites))
 
 
 class _RequireValues(Messenger):
@@ -613,12 +647,15 @@ class Objective:
         options = dict(self.options)
         key, params, estimators = run.key, run.params, run.estimators
         program = self.program
-        if self._needs_implicit_particle(key, params, model, guide, estimators):
+        try:
+            value = jnp.asarray(program(model, guide, **options), dtype=float)
+        except _TopLevelDraw:  # draws outside particles(): the whole objective is a particle
 
-            def program(model, guide, **o):  # a top-level draw: one implicit particle
+            def program(model, guide, **o):
                 return particles(lambda: self.program(model, guide, **o), 1)[0]
 
-        value = jnp.asarray(program(model, guide, **options), dtype=float)
+            run.sets, run.set_index, run.particles = [], 0, []
+            value = jnp.asarray(program(model, guide, **options), dtype=float)
         sets = run.sets
         injected = [s.values for s in sets]
 
@@ -646,17 +683,6 @@ class Objective:
             )
             new_baseline = DECAY * baseline_state + (1 - DECAY) * jax.lax.stop_gradient(value)
         return SurrogateOut(jax.lax.stop_gradient(value), surrogate, new_baseline)
-
-    def _needs_implicit_particle(self, key, params, model, guide, estimators):
-        probe = _Run(key, params, dict(estimators or {}), "discover")
-        _STACK.append(probe)
-        try:
-            jax.eval_shape(lambda: self.program(model, guide, **dict(self.options)))
-        except ModelError:
-            pass
-        finally:
-            _STACK.pop()
-        return probe.top_level_draws
 
     def _enumerated(self, record, index, injected, f_of):
         """Σ over joint assignments of all particles: Π q(v_k) · F(values at v)."""
