@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Independent, Unit
+from numpyro.distributions.constraints import Constraint
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
@@ -58,10 +59,47 @@ def _support_values(fn):
     if not (fn.support.is_discrete and fn.has_enumerate_support):
         return None
     try:
-        values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
-    except (NotImplementedError, ValueError):
+        with jax.ensure_compile_time_eval():  # constants, also while tracing
+            values = np.unique(np.asarray(fn.enumerate_support(expand=False)))
+    except (NotImplementedError, ValueError, jax.errors.TracerArrayConversionError):
         return None
     return tuple(values.tolist())
+
+
+def _abstract_trace(bound_model, seed):
+    """The model's trace with every computed value abstract (`jax.eval_shape`): site
+    shapes, supports and the data passed in, without compiling or running anything."""
+    out = {}
+
+    def run():
+        out["trace"] = bound_model.trace(seed=seed)
+        return 0
+
+    jax.eval_shape(run)
+    return out["trace"]
+
+
+def _needs_values(trace):
+    """Whether the abstract trace hides something the layout keeps or checks: observed
+    data computed inside the model (its values are checked for NaN), or a latent site
+    whose support depends on other latent values (the layout keeps one concrete support)."""
+    for s in trace.values():
+        if s["type"] != "sample" or isinstance(s["fn"], Unit):
+            continue
+        if s["is_observed"] and isinstance(s["value"], jax.core.Tracer):
+            return True
+        if not s["is_observed"] and _traced(s["fn"].support):
+            return True
+    return False
+
+
+def _traced(constraint):
+    """Whether a constraint (or one it wraps, e.g. `independent(interval(...))`) holds
+    traced values."""
+    for v in vars(constraint).values():
+        if isinstance(v, jax.core.Tracer) or (isinstance(v, Constraint) and _traced(v)):
+            return True
+    return False
 
 
 def _log_det_site(name):
@@ -84,7 +122,9 @@ class LogDensity:
     """
 
     def __init__(self, bound_model, seed=0):
-        trace = bound_model.trace(seed=seed)
+        trace = _abstract_trace(bound_model, seed)
+        if _needs_values(trace):  # computed data, or supports that depend on latent values
+            trace = bound_model.trace(seed=seed)
         check_observed_sites(trace, bound_model.name)
         sites, offset = [], 0
         for name, s in trace.items():
