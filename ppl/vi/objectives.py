@@ -26,8 +26,8 @@ __all__ = ["ELBO", "IWAE", "Renyi", "VIMCO", "RWS", "WakeP", "WakeQ", "HVI", "IW
 sg = jax.lax.stop_gradient
 
 
-def _log_weight(model, guide):
-    d = draw(guide)
+def _log_weight(model, guide, path_gradient=False):
+    d = draw(guide, path_gradient=path_gradient)
     return score(model, d) - d.log_q
 
 
@@ -38,9 +38,16 @@ def _with_gradient_of(value, surrogate):
 
 
 @objective(bound=True)
-def ELBO(model, guide, num_particles=1):
-    """Evidence lower bound E_q[log p(x, z) - log q(z)], averaged over K draws."""
-    return mean(particles(lambda: _log_weight(model, guide), num_particles))
+def ELBO(model, guide, num_particles=1, path_gradient=False):
+    """Evidence lower bound E_q[log p(x, z) - log q(z)], averaged over K draws.
+
+    path_gradient=True: the path-gradient (sticking-the-landing) estimator, log q of
+    the reparameterised guide sites taken with the guide's parameters held fixed: the
+    same expectation, and zero variance where q equals the posterior (see `draw`)."""
+    if not isinstance(path_gradient, bool):
+        raise OptionError(f"ELBO: path_gradient={path_gradient!r} must be True or False")
+    one = lambda: _log_weight(model, guide, path_gradient)  # noqa: E731
+    return mean(particles(one, num_particles))
 
 
 @objective(bound=True)

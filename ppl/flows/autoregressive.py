@@ -1,0 +1,172 @@
+"""Masked autoregressive and coupling bijectors around an elementwise transformer.
+
+`Autoregressive`: y_i = τ(x_i; c_i) with c_i from a MADE conditioner. In the "iaf"
+direction (inverse autoregressive flow, Kingma et al. 2016) c_i reads the INPUT x_<i:
+the forward pass (sampling, in a guide) is one network evaluation, the inverse takes dim
+sequential ones. In the "maf" direction (masked autoregressive flow, Papamakarios et al.
+2017) c_i reads the OUTPUT y_<i: the inverse (density evaluation) is one pass, the
+forward dim passes. Either way the Jacobian is triangular: log|det| = Σ log τ'(x_i).
+
+`Coupling` (RealNVP, Dinh et al. 2017): the first `split` coordinates pass unchanged and
+condition an MLP that gives the transformer's parameters of the others.
+
+A context vector (`context_size` > 0) enters every conditioner: conditional flows.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from ppl.errors import OptionError
+from ppl.flows.bijector import Bijector, check_positive_int
+from ppl.flows.nets import made_apply, made_init, mlp_apply, mlp_init
+from ppl.flows.transformers import AffineTransformer, SplineTransformer
+
+__all__ = [
+    "Autoregressive", "Coupling", "iaf", "maf", "real_nvp", "spline_coupling",
+    "spline_autoregressive",
+]  # fmt: skip
+
+
+def _check_common(owner, hidden, context_size):
+    hidden = tuple(hidden)
+    for h in hidden:
+        check_positive_int(owner, "hidden sizes", h)
+    check_positive_int(owner, "context_size", context_size, minimum=0)
+    return hidden
+
+
+def _check_context(owner, context_size, context):
+    got = 0 if context is None else context.shape[-1]
+    if got != context_size:
+        raise OptionError(
+            f"{owner}: expects a context vector of size {context_size}, got "
+            f"{'none' if context is None else f'size {got}'}"
+        )
+
+
+@dataclass(frozen=True)
+class Autoregressive(Bijector):
+    transformer: object = AffineTransformer()
+    hidden: tuple = (32, 32)
+    direction: str = "iaf"
+    context_size: int = 0
+    has_inverse = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", _check_common("Autoregressive", self.hidden,
+                                                         self.context_size))  # fmt: skip
+        if self.direction not in ("iaf", "maf"):
+            raise OptionError(
+                f"Autoregressive: direction={self.direction!r} must be 'iaf' (fast "
+                "sampling) or 'maf' (fast density)"
+            )
+
+    def init(self, key, dim):
+        self.check_size(dim)
+        return made_init(key, dim, self.hidden, self.transformer.num_params, self.context_size)
+
+    def _raw(self, params, v, context):
+        _check_context("Autoregressive", self.context_size, context)
+        return made_apply(params, v, self.hidden, self.transformer.num_params, context)
+
+    def _one_pass_forward(self, params, x, context):  # conditioner reads the input
+        y, log_det = self.transformer.forward(self._raw(params, x, context), x)
+        return y, jnp.sum(log_det)
+
+    def _one_pass_inverse(self, params, y, context):  # conditioner reads the output
+        x, log_det = self.transformer.inverse(self._raw(params, y, context), y)
+        return x, jnp.sum(log_det)
+
+    def _sequential(self, step, params, target, context):
+        """Solve v = step(raw(v)) for v: dim fixed-point passes, each fixing one more
+        coordinate (the conditioner's autoregressive structure)."""
+
+        def body(_, v):
+            return step(self._raw(params, v, context), target)[0]
+
+        return jax.lax.fori_loop(0, target.shape[-1], body, jnp.zeros_like(target))
+
+    def forward_and_log_det(self, params, x, context=None):
+        if self.direction == "iaf":
+            return self._one_pass_forward(params, x, context)
+        y = self._sequential(self.transformer.forward, params, x, context)
+        return y, -self._one_pass_inverse(params, y, context)[1]
+
+    def inverse_and_log_det(self, params, y, context=None):
+        if self.direction == "maf":
+            return self._one_pass_inverse(params, y, context)
+        x = self._sequential(self.transformer.inverse, params, y, context)
+        return x, -self._one_pass_forward(params, x, context)[1]
+
+
+@dataclass(frozen=True)
+class Coupling(Bijector):
+    transformer: object = AffineTransformer()
+    hidden: tuple = (32, 32)
+    split: int | None = None  # default dim // 2
+    context_size: int = 0
+    has_inverse = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", _check_common("Coupling", self.hidden,
+                                                         self.context_size))  # fmt: skip
+        if self.split is not None:
+            check_positive_int("Coupling", "split", self.split)
+
+    def _split(self, dim):
+        split = dim // 2 if self.split is None else self.split
+        if not 1 <= split < dim:
+            raise OptionError(
+                f"Coupling: split={split} on events of size {dim} leaves "
+                f"{'nothing to condition on' if split < 1 else 'nothing to transform'}; a "
+                "coupling layer needs 1 <= split < event size (so event size >= 2): use an "
+                "autoregressive layer for 1-D events"
+            )
+        return split
+
+    def init(self, key, dim):
+        self.check_size(dim)
+        split = self._split(dim)
+        p = self.transformer.num_params
+        return mlp_init(key, split + self.context_size, self.hidden, dim - split, p)
+
+    def _apply(self, fn, params, v, context):
+        _check_context("Coupling", self.context_size, context)
+        split = self._split(v.shape[-1])
+        a, b = v[:split], v[split:]
+        h = a if context is None else jnp.concatenate([context, a])
+        out, log_det = fn(mlp_apply(params, h, self.transformer.num_params), b)
+        return jnp.concatenate([a, out]), jnp.sum(log_det)
+
+    def forward_and_log_det(self, params, x, context=None):
+        return self._apply(self.transformer.forward, params, x, context)
+
+    def inverse_and_log_det(self, params, y, context=None):
+        return self._apply(self.transformer.inverse, params, y, context)
+
+
+def iaf(hidden=(32, 32), context_size=0):
+    """Affine inverse autoregressive layer: one pass to sample."""
+    return Autoregressive(AffineTransformer(), hidden, "iaf", context_size)
+
+
+def maf(hidden=(32, 32), context_size=0):
+    """Affine masked autoregressive layer: one pass to evaluate the density."""
+    return Autoregressive(AffineTransformer(), hidden, "maf", context_size)
+
+
+def real_nvp(hidden=(32, 32), split=None, context_size=0):
+    """Affine coupling layer (RealNVP)."""
+    return Coupling(AffineTransformer(), hidden, split, context_size)
+
+
+def spline_coupling(bins=8, bound=3.0, hidden=(32, 32), split=None, context_size=0):
+    """Rational-quadratic spline coupling layer (neural spline flow)."""
+    return Coupling(SplineTransformer(bins, bound), hidden, split, context_size)
+
+
+def spline_autoregressive(bins=8, bound=3.0, hidden=(32, 32), direction="iaf", context_size=0):
+    """Rational-quadratic spline autoregressive layer."""
+    return Autoregressive(SplineTransformer(bins, bound), hidden, direction, context_size)

@@ -1,0 +1,174 @@
+"""The bijector contract, and the bijectors with no conditioner network.
+
+A bijector is a frozen dataclass (hashable configuration, so compiled code is shared)
+whose parameters are a separate pytree made by `init(key, dim)`. Each one implements
+`forward_and_log_det(params, x, context=None) -> (y, log|det dy/dx|)` on ONE event
+x of shape (dim,) (vmap for batches), and `inverse_and_log_det` where the inverse is
+available in closed form or by structure; `forward`, `inverse` and the log-dets alone
+are derived. `Chain` is a plain loop that sums the log-determinants.
+"""
+
+import numbers
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ppl.errors import OptionError
+
+__all__ = ["Bijector", "Chain", "Affine", "Permutation", "Reverse"]
+
+
+class Bijector:
+    """Base class: override `forward_and_log_det` (and `inverse_and_log_det`)."""
+
+    #: The one event size the bijector works on, or None if it adapts to any.
+    event_size = None
+    #: Length of the context vector a conditional bijector's conditioner reads (0: none).
+    context_size = 0
+    #: Whether `inverse_and_log_det` is implemented.
+    has_inverse = False
+
+    def init(self, key, dim):
+        """Initial parameters (a pytree) for events of size `dim`."""
+        self.check_size(dim)
+        return ()
+
+    def check_size(self, dim):
+        if self.event_size is not None and dim != self.event_size:
+            raise OptionError(
+                f"{type(self).__name__}: works on events of size {self.event_size}, got size {dim}"
+            )
+
+    def forward_and_log_det(self, params, x, context=None):
+        raise NotImplementedError
+
+    def inverse_and_log_det(self, params, y, context=None):
+        raise OptionError(f"{type(self).__name__} has no inverse in closed form")
+
+    def forward(self, params, x, context=None):
+        return self.forward_and_log_det(params, x, context)[0]
+
+    def inverse(self, params, y, context=None):
+        return self.inverse_and_log_det(params, y, context)[0]
+
+    def forward_log_det_jacobian(self, params, x, context=None):
+        return self.forward_and_log_det(params, x, context)[1]
+
+    def inverse_log_det_jacobian(self, params, y, context=None):
+        return self.inverse_and_log_det(params, y, context)[1]
+
+
+@dataclass(frozen=True)
+class Chain(Bijector):
+    """y = f_n(... f_2(f_1(x))): `layers[0]` is applied first."""
+
+    layers: tuple
+
+    def __post_init__(self):
+        layers = tuple(self.layers)
+        if not layers or not all(isinstance(b, Bijector) for b in layers):
+            raise OptionError(
+                f"Chain: layers={self.layers!r} must be a non-empty list of bijectors"
+            )
+        sizes = {b.event_size for b in layers} - {None}
+        if len(sizes) > 1:
+            raise OptionError(f"Chain: its layers work on different event sizes {sorted(sizes)}")
+        object.__setattr__(self, "layers", layers)
+
+    @property
+    def event_size(self):
+        sizes = {b.event_size for b in self.layers} - {None}
+        return sizes.pop() if sizes else None
+
+    @property
+    def context_size(self):
+        return max(b.context_size for b in self.layers)
+
+    @property
+    def has_inverse(self):
+        return all(b.has_inverse for b in self.layers)
+
+    def init(self, key, dim):
+        self.check_size(dim)
+        keys = jax.random.split(key, len(self.layers))
+        return tuple(b.init(k, dim) for b, k in zip(self.layers, keys))
+
+    def forward_and_log_det(self, params, x, context=None):
+        total = jnp.zeros(())
+        for b, p in zip(self.layers, params):
+            x, log_det = b.forward_and_log_det(p, x, context)
+            total = total + log_det
+        return x, total
+
+    def inverse_and_log_det(self, params, y, context=None):
+        total = jnp.zeros(())
+        for b, p in zip(reversed(self.layers), reversed(params)):
+            y, log_det = b.inverse_and_log_det(p, y, context)
+            total = total + log_det
+        return y, total
+
+
+@dataclass(frozen=True)
+class Affine(Bijector):
+    """Elementwise scale and shift y = exp(log_scale) * x + shift."""
+
+    has_inverse = True
+
+    def init(self, key, dim):
+        self.check_size(dim)
+        return {"shift": jnp.zeros(dim), "log_scale": jnp.zeros(dim)}
+
+    def forward_and_log_det(self, params, x, context=None):
+        s = params["log_scale"]
+        return jnp.exp(s) * x + params["shift"], jnp.sum(s)
+
+    def inverse_and_log_det(self, params, y, context=None):
+        s = params["log_scale"]
+        return (y - params["shift"]) * jnp.exp(-s), -jnp.sum(s)
+
+
+@dataclass(frozen=True)
+class Permutation(Bijector):
+    """y = x[perm]: a fixed reordering (log-det 0)."""
+
+    perm: tuple
+    has_inverse = True
+
+    def __post_init__(self):
+        perm = tuple(int(i) for i in np.asarray(self.perm).reshape(-1))
+        if sorted(perm) != list(range(len(perm))):
+            raise OptionError(
+                f"Permutation: perm={list(perm)} is not a permutation of 0..{len(perm) - 1} "
+                f"(size {len(perm)}), so the map would not be invertible"
+            )
+        object.__setattr__(self, "perm", perm)
+
+    @property
+    def event_size(self):
+        return len(self.perm)
+
+    def forward_and_log_det(self, params, x, context=None):
+        return x[jnp.asarray(self.perm)], jnp.zeros(())
+
+    def inverse_and_log_det(self, params, y, context=None):
+        return y[jnp.asarray(np.argsort(self.perm))], jnp.zeros(())
+
+
+@dataclass(frozen=True)
+class Reverse(Bijector):
+    """y = x[::-1] (between autoregressive layers, so each sees another order)."""
+
+    has_inverse = True
+
+    def forward_and_log_det(self, params, x, context=None):
+        return x[::-1], jnp.zeros(())
+
+    def inverse_and_log_det(self, params, y, context=None):
+        return y[::-1], jnp.zeros(())
+
+
+def check_positive_int(owner, name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptionError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
