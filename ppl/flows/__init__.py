@@ -21,6 +21,7 @@ from ppl.flows.autoregressive import (
 from ppl.flows.bijector import Affine, Bijector, Chain, Permutation, Reverse
 from ppl.flows.guide import FlowGuide, FlowGuideBase, Pushforward
 from ppl.flows.planar import Planar, Radial
+from ppl.flows.stochastic import Langevin, RandomWalkMH, SNFGuide, SNFPath, StochasticLayer
 from ppl.flows.transformers import AffineTransformer, SplineTransformer
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "Autoregressive", "Coupling", "AffineTransformer", "SplineTransformer",
     "iaf", "maf", "real_nvp", "spline_coupling", "spline_autoregressive",
     "FlowGuide", "FlowGuideBase", "Pushforward",
+    "SNFGuide", "Langevin", "RandomWalkMH", "StochasticLayer", "SNFPath",
 ]  # fmt: skip
