@@ -13,7 +13,7 @@
 
 from numpyro import distributions as dist
 
-from ppl import errors, flows, mcmc, sgmcmc, smc, vi
+from ppl import errors, flows, gp, mcmc, sgmcmc, smc, vi
 from ppl.cache import enable_compilation_cache
 from ppl.core import (
     BoundModel,
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 enable_compilation_cache()
 
 __all__ = [
-    "dist", "errors", "flows", "mcmc", "sgmcmc", "smc", "vi", "SamplingWarning", "handlers", "BoundModel", "LogDensity", "Model",
+    "dist", "errors", "flows", "gp", "mcmc", "sgmcmc", "smc", "vi", "SamplingWarning", "handlers", "BoundModel", "LogDensity", "Model",
     "model", "sample", "param", "plate", "deterministic", "factor", "scan",
     "Algorithm", "Posterior", "infer", "load", "method_names", "enable_compilation_cache",
 ]  # fmt: skip
