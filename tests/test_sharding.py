@@ -14,16 +14,13 @@ a one-ulp difference into a different path for a chain, so there the sharded
 run is checked against the exact posterior and for bit-for-bit reproducibility.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from child_process import run_child
 
 import ppl
 from ppl.errors import OptionError
@@ -116,17 +113,7 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def child(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sharding") / "draws.npz"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", CHILD, str(out)], env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    facts = json.loads(proc.stdout.split("FACTS", 1)[1])
-    with np.load(out) as f:
-        return facts, {k: f[k] for k in f.files}
+    return run_child(CHILD, tmp_path_factory.mktemp("sharding") / "draws.npz")
 
 
 def test_child_sees_four_devices(child):

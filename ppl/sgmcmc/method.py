@@ -20,6 +20,7 @@ import numpy as np
 
 from ppl.core.checks import explain_tracer_errors
 from ppl.errors import InferenceError, OptionError
+from ppl.infer.algorithm import keep_where
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
@@ -49,10 +50,6 @@ class SGInfo(NamedTuple):
     step_size: jax.Array
 
 
-def _select(keep, new, old):
-    return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
-
-
 @dataclass(frozen=True)
 class SGProgram:
     """A hashable SG-MCMC run for the driver: one driver step = `thinning` sampler steps."""
@@ -66,7 +63,7 @@ class SGProgram:
             state, pool, value, grad, h = move(target, key, chain)
             ok = jnp.all(jnp.isfinite(state.z)) & jnp.all(jnp.isfinite(grad))
             alive = chain.diverged_at < 0
-            state, pool = _select(ok & alive, (state, pool), (chain.state, chain.pool))
+            state, pool = keep_where(ok & alive, (state, pool), (chain.state, chain.pool))
             diverged_at = jnp.where(alive & ~ok, chain.t, chain.diverged_at)
             return Chain(chain.t + 1, state, pool, diverged_at), SGInfo(value, h)
 

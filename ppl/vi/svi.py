@@ -34,6 +34,7 @@ from ppl.core import handlers
 from ppl.core.checks import explain_tracer_errors
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import InferenceError, OptionError
+from ppl.infer.algorithm import keep_where
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
@@ -94,10 +95,6 @@ _ADAM = optax.adam(1e-2)  # one object, so SVI() == SVI() and compiled code is s
 def _all_finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return functools.reduce(jnp.logical_and, leaves, jnp.array(True))
-
-
-def _select(take, new, old):
-    return jax.tree.map(lambda n, o: jnp.where(take, n, o), new, old)
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,7 @@ class SVI(Method):
         finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
         active = (s.failed_at < 0) & (s.stopped_at < 0)
         take = finite & active
-        params, opt_state, baseline = _select(
+        params, opt_state, baseline = keep_where(
             take, (params, opt_state, out.baseline), (s.params, s.opt_state, s.baseline)
         )
         streak = jnp.where(active, jnp.where(finite, 0, s.streak + 1), s.streak)
