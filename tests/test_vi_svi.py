@@ -6,6 +6,7 @@ posterior N(Σx/(n+1), 1/(n+1)) is in the mean-field Normal family, so the optim
 the ELBO (and of IWAE) is the exact posterior and log p(x) is exact (x ~ N(0, I + 11ᵀ)).
 """
 
+import functools
 import re
 
 import jax
@@ -20,6 +21,7 @@ import ppl
 from ppl import dist
 from ppl.errors import InferenceError, ModelError, OptionError
 from ppl.infer.registry import method_names, resolve
+from ppl.vi import svi as svi_module
 from ppl.vi.guides import Laplace, Normal
 from ppl.vi.objectives import ELBO, IWAE
 from ppl.vi.svi import SVI, EarlyStopping
@@ -188,6 +190,20 @@ def test_nonfinite_steps_are_skipped_and_counted():
     assert 10 < skipped < 150
     assert skipped == int(np.sum(~np.isfinite(d["loss"])))
     assert all(np.all(np.isfinite(v)) for v in d["params"].values())
+
+
+def test_fast_steps_redone_safely_equal_guarded_steps(monkeypatch):
+    # the driver runs unguarded steps and redoes a chunk with guarded ones when a
+    # non-finite value appears: the fit must be exactly that of guarded steps throughout
+    run = dict(num_samples=10, num_chains=1, progress=False, seed=3)
+    fast = ppl.infer(cut_off(jnp.array(1.0)), NAN_SVI, **run)
+    guarded = functools.partial(svi_module.SVIProgram, safe=True)
+    monkeypatch.setattr(svi_module, "SVIProgram", guarded)
+    safe = ppl.infer(cut_off(jnp.array(1.0)), NAN_SVI, **run)
+    assert int(fast.diagnostics["nonfinite_steps"][0]) > 10
+    np.testing.assert_array_equal(fast.diagnostics["loss"], safe.diagnostics["loss"])
+    for name, value in fast.diagnostics["params"].items():
+        np.testing.assert_array_equal(value, safe.diagnostics["params"][name])
 
 
 def test_persistent_nonfinite_stops_with_a_message():

@@ -132,6 +132,12 @@ def run(
         not kept) and `done` the steps run so far; it returns `(postfix, stop)`: a
         string shown after the bar (or None), and whether to end the run there (the
         remaining steps of every phase are skipped; `kept` then ends at `done`).
+
+    A program may run a fast step that only flags trouble (e.g. a non-finite value)
+    instead of guarding against it at every step: it then has `safe_variant()` (the
+    guarded program) and `needs_safe(state) -> bool`, checked on the host after each
+    chunk; a flagged chunk is run again from its start with the safe program. Steps
+    depend only on their keys, so the result is exactly the safe program's.
     """
     if chain_method not in sharding.CHAIN_METHODS:
         raise OptionError(
@@ -149,10 +155,13 @@ def run(
         if resumed is not None:
             state, done, saved, timings = resumed
             kept = [saved] if saved is not None else []
+    safe = program.safe_variant() if hasattr(program, "safe_variant") else None
     if mesh is None:
         chunk = partial(_chunk, program, chunk_len)
+        safe_chunk = safe and partial(_chunk, safe, chunk_len)
     else:
         chunk = partial(_sharded_chunk, program, chunk_len, mesh)
+        safe_chunk = safe and partial(_sharded_chunk, safe, chunk_len, mesh)
         data = sharding.put(data, sharding.replicated(mesh))
         state, chain_keys = sharding.put((state, chain_keys), sharding.chains(mesh))
     starts = itertools.accumulate((p.num_steps for p in phases), initial=0)
@@ -166,7 +175,10 @@ def run(
             bar.set_description(phase.label)
             t0 = time.perf_counter()
             for lo in range(max(start, done), stop, chunk_len):
+                before = state
                 state, out = chunk(data, state, chain_keys, lo, stop)
+                if safe is not None and program.needs_safe(state):
+                    state, out = safe_chunk(data, before, chain_keys, lo, stop)
                 n = min(chunk_len, stop - lo)
                 if phase.keep:
                     out = jax.tree.map(lambda x, n=n: sharding.to_host(x[:n]), out)
