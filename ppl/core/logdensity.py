@@ -25,7 +25,7 @@ from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import handlers
 from ppl.core.checks import check_observed_sites
-from ppl.core.model import improper_values
+from ppl.core.model import abstract_call, improper_values
 from ppl.errors import InferenceError, ModelError, OptionError
 
 __all__ = ["LogDensity", "Site", "INIT_STRATEGIES"]
@@ -64,19 +64,6 @@ def _support_values(fn):
     except (NotImplementedError, ValueError, jax.errors.TracerArrayConversionError):
         return None
     return tuple(values.tolist())
-
-
-def _abstract_trace(bound_model, seed):
-    """The model's trace with every computed value abstract (`jax.eval_shape`): site
-    shapes, supports and the data passed in, without compiling or running anything."""
-    out = {}
-
-    def run():
-        out["trace"] = bound_model.trace(seed=seed)
-        return 0
-
-    jax.eval_shape(run)
-    return out["trace"]
 
 
 def _needs_values(trace):
@@ -122,7 +109,7 @@ class LogDensity:
     """
 
     def __init__(self, bound_model, seed=0):
-        trace = _abstract_trace(bound_model, seed)
+        trace = abstract_call(lambda: bound_model.trace(seed=seed))  # shapes, no compiles
         if _needs_values(trace):  # computed data, or supports that depend on latent values
             trace = bound_model.trace(seed=seed)
         check_observed_sites(trace, bound_model.name)

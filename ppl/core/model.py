@@ -250,6 +250,20 @@ class BoundModel:
         return LogDensity(self)
 
 
+def abstract_call(fn, *args):
+    """`fn(*args)` run abstractly (`jax.eval_shape`: traced, nothing compiled or
+    computed), returning its Python result: how a model's structure is read. Arrays
+    closed over stay concrete; computed ones come back as abstract values (shapes)."""
+    out = {}
+
+    def run(*a):
+        out["result"] = fn(*a)
+        return 0
+
+    jax.eval_shape(run, *args)
+    return out["result"]
+
+
 def value_sites(trace):
     """Names of the sites that carry values: sample sites (not factors) and deterministic ones."""
     return [

@@ -31,12 +31,12 @@ import numpy as np
 from ppl.core.checks import explain_tracer_errors
 from ppl.errors import InferenceError, OptionError
 from ppl.infer.driver import progress_bar, progress_enabled
+from ppl.infer.evidence import log_mean_exp
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
 from ppl.smc.resampling import check_scheme, effective_sample_size, resample
 from ppl.smc.state_space import describe, prefix, run_step, trace_log_prob
-from ppl.smc.tempered import _log_mean_exp, _log_mean_exp_se
 
 __all__ = ["ParticleFilter", "FilterSettings", "FilterResult", "filter_states", "trace_back"]
 
@@ -172,6 +172,27 @@ def _run(settings, model, keys, num_samples):
     return jax.vmap(one)(keys)
 
 
+def check_filter_options(method):
+    """The particle filter's options (`num_particles`, `proposal`, `resample_threshold`,
+    `resampling`), shared by "pf" and the particle MCMC kernels."""
+    check_option(method, "num_particles", lambda v: v >= 2, "an integer >= 2", integer=True)
+    check_option(method, "resample_threshold", lambda v: 0 <= v <= 1, "a number in [0, 1]")
+    check_scheme(method.resampling)
+    if method.proposal is not None and not callable(method.proposal):
+        raise OptionError(
+            f"{type(method).__name__}: proposal={method.proposal!r} must be a function "
+            "proposal(carry, x) that samples the step's latent sites"
+        )
+
+
+def filter_settings(method, model):
+    """The compiled filter's settings for `model` from a method's filter options."""
+    return FilterSettings(
+        describe(model, method.proposal), method.num_particles,
+        float(method.resample_threshold), method.resampling, method.proposal,
+    )  # fmt: skip
+
+
 @register("pf")
 @dataclass(frozen=True)
 class ParticleFilter(Method):
@@ -209,21 +230,10 @@ class ParticleFilter(Method):
 
     def __post_init__(self):
         super().__post_init__()
-        check_option(self, "num_particles", lambda v: v >= 2, "an integer >= 2", integer=True)
-        check_option(self, "resample_threshold", lambda v: 0 <= v <= 1, "a number in [0, 1]")
-        check_scheme(self.resampling)
-        if self.proposal is not None and not callable(self.proposal):
-            raise OptionError(
-                f"ParticleFilter: proposal={self.proposal!r} must be a function "
-                "proposal(carry, x) that samples the step's latent sites"
-            )
+        check_filter_options(self)
 
     def settings(self, model):
-        layout = describe(model, self.proposal)
-        return FilterSettings(
-            layout, self.num_particles, float(self.resample_threshold), self.resampling,
-            self.proposal,
-        )  # fmt: skip
+        return filter_settings(self, model)
 
     def run(self, model, *, num_samples, num_chains, seed, progress):
         t0 = time.perf_counter()
@@ -248,14 +258,14 @@ class ParticleFilter(Method):
             "resampled": np.asarray(resampled),
             "log_evidence_increments": np.asarray(increments),
             "log_evidence_per_run": log_z,
-            "log_evidence_se": _log_mean_exp_se(log_z),
+            "log_evidence_se": log_mean_exp(log_z)[1],
             "num_particles": self.num_particles,
             "wall_time": time.perf_counter() - t0,
         }
         return Posterior(
             {k: np.asarray(v) for k, v in samples.items()},
             diagnostics,
-            log_evidence=_log_mean_exp(log_z),
+            log_evidence=log_mean_exp(log_z)[0],
             method=self.label,
             model=model,
             latent_sites=settings.layout.static + settings.layout.latent,

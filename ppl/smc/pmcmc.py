@@ -27,13 +27,16 @@ import jax.numpy as jnp
 
 from ppl.core.conditional import ConditionalDensity, block_indices
 from ppl.errors import ModelError, OptionError
-from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.kernel import Kernel, MCMCState, plain_kernel
 from ppl.mcmc.method import MCMCMethod
 from ppl.mcmc.rwmh import RWMH
-from ppl.smc.particle_filter import FilterSettings, filter_states, trace_back
-from ppl.smc.resampling import check_scheme
+from ppl.smc.particle_filter import (
+    check_filter_options,
+    filter_settings,
+    filter_states,
+    trace_back,
+)
 from ppl.smc.state_space import describe
 
 __all__ = ["PMMH", "PIMH", "ParticleGibbs"]
@@ -146,7 +149,7 @@ def _pseudo_marginal_kernel(ld, settings, theta_kernel, num_warmup):
 
 def _prior_proposal(marginal, num_warmup):
     """Independent MH on θ with the prior as proposal: accept with min(1, p̂'/p̂)."""
-    ld, static = marginal.ld, marginal.settings.layout.static
+    ld = marginal.ld
 
     def transition(key, state):
         key_draw, key_accept = jax.random.split(key)
@@ -164,7 +167,6 @@ def _prior_proposal(marginal, num_warmup):
         )
         return new, PMCMCInfo(accept_prob, accepted, jnp.array(0), jnp.zeros(()))
 
-    del static
     return plain_kernel(transition, marginal.potential)
 
 
@@ -180,15 +182,10 @@ class _ParticleMethod(MCMCMethod):
 
     def __post_init__(self):
         super().__post_init__()
-        check_option(self, "num_particles", lambda v: v >= 2, "an integer >= 2", integer=True)
-        check_option(self, "resample_threshold", lambda v: 0 <= v <= 1, "a number in [0, 1]")
-        check_scheme(self.resampling)
+        check_filter_options(self)
 
     def settings(self, model):
-        return FilterSettings(
-            describe(model, self.proposal), self.num_particles, float(self.resample_threshold),
-            self.resampling, self.proposal,
-        )  # fmt: skip
+        return filter_settings(self, model)
 
     def check(self, density):
         layout = describe(density.model, self.proposal)

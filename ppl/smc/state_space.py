@@ -11,7 +11,6 @@ anything outside JAX tracing except `describe`, which runs the model once (eager
 with seed 0) to learn its structure and check its data.
 """
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 from numpyro.primitives import Messenger
 
 from ppl.core import handlers
+from ppl.core.model import abstract_call
 from ppl.errors import DataError, ModelError
 
 __all__ = ["Layout", "describe", "prefix", "run_step", "trace_log_prob"]
@@ -177,25 +177,13 @@ def describe(bound_model, proposal=None):
     It depends only on the model's structure and its data's shapes: the model runs
     abstractly (`jax.eval_shape`, nothing computed) once per structure and shapes."""
     leaves, treedef = jax.tree.flatten(bound_model)
-    shapes = tuple((np.shape(v), jnp.result_type(v)) for v in leaves)
-    return _describe_once(treedef, shapes, proposal, bound_model)
+    key = (treedef, tuple((np.shape(v), jnp.result_type(v)) for v in leaves), proposal)
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = abstract_call(lambda m: _describe(m, proposal), bound_model)
+    return _LAYOUTS[key]
 
 
-@functools.lru_cache(maxsize=64)
-def _describe_key(treedef, shapes, proposal):
-    return {}
-
-
-def _describe_once(treedef, shapes, proposal, bound_model):
-    memo = _describe_key(treedef, shapes, proposal)
-    if "layout" not in memo:
-
-        def run(model):
-            memo["layout"] = _describe(model, proposal)
-            return 0
-
-        jax.eval_shape(run, bound_model)
-    return memo["layout"]
+_LAYOUTS = {}  # (model structure, data shapes, proposal) -> Layout
 
 
 def _describe(bound_model, proposal):

@@ -51,6 +51,7 @@ from ppl.core.conditional import ConditionalDensity, block_indices
 from ppl.core.model import is_improper
 from ppl.errors import InferenceError, ModelError, OptionError
 from ppl.infer.driver import progress_bar, progress_enabled
+from ppl.infer.evidence import log_mean_exp
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register, resolve
@@ -601,7 +602,7 @@ class Tempered(Method):
             {k: np.asarray(v) for k, v in samples.items()},
             diagnostics,
             sample_stats={"log_likelihood": np.asarray(log_lik)},
-            log_evidence=_log_mean_exp(log_z),
+            log_evidence=log_mean_exp(log_z)[0],
             method=self.label,
             model=model,
             latent_sites=tuple(ld.sites),
@@ -627,7 +628,7 @@ class Tempered(Method):
             "ess": stacked("ess"),
             "acceptance": stacked("accept_prob"),
             "log_evidence_per_run": log_z,
-            "log_evidence_se": _log_mean_exp_se(log_z),
+            "log_evidence_se": log_mean_exp(log_z)[1],
             "grad_evals": np.stack([i.grad_evals for i in infos], axis=1).sum(axis=1),
             "num_particles": self.num_particles,
             "wall_time": wall_time,
@@ -649,16 +650,3 @@ def _check_degenerate(info, stage, previous):
             "(all are -inf or NaN). Check the model's likelihood (data outside a "
             "distribution's support, a factor of -inf or NaN) or the prior's support."
         )
-
-
-def _log_mean_exp(log_z):
-    return float(np.logaddexp.reduce(log_z) - np.log(log_z.size))
-
-
-def _log_mean_exp_se(log_z):
-    """Delta-method standard error of log(mean(exp(log_z))) from the spread of the runs
-    (NaN with one run: the spread needs two)."""
-    if log_z.size < 2:
-        return float("nan")
-    z = np.exp(log_z - log_z.max())
-    return float(z.std(ddof=1) / np.sqrt(z.size) / z.mean())

@@ -114,7 +114,6 @@ class _Run:
         self.params_found = {}
         self.sets = []  # per top-level particles() call: its records
         self.particles = []
-        self.top_level_draws = False
         self.set_index = 0
 
 
@@ -298,7 +297,6 @@ def _handled(program, run, key):
 def _current_particle(run):
     if run.particles:
         return run.particles[-1]
-    run.top_level_draws = True
     if run.mode in ("discover", "init"):
         return _Particle(run.key, discover=True)
     raise _TopLevelDraw()
