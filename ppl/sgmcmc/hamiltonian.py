@@ -43,8 +43,7 @@ class SGHMC(Sampler):
 
     def __post_init__(self):
         super().__post_init__()
-        check_option(self, "friction", lambda v: v > 0, "a positive number")
-        _check_damping(self, self.friction)
+        _check_friction(self, "friction")
 
     def init_state(self, z):
         return SGHMCState(z, jnp.zeros_like(z))
@@ -76,8 +75,7 @@ class SGNHT(Sampler):
 
     def __post_init__(self):
         super().__post_init__()
-        check_option(self, "diffusion", lambda v: v > 0, "a positive number")
-        _check_damping(self, self.diffusion)
+        _check_friction(self, "diffusion")
 
     def init_state(self, z):
         return SGNHTState(z, jnp.zeros_like(z), jnp.asarray(self.diffusion, z.dtype))
@@ -97,7 +95,11 @@ def _kick(key, p, grad, step_size, friction, diffusion):
     )
 
 
-def _check_damping(method, friction):
+def _check_friction(method, field):
+    """`field` (the friction, or SGNHT's starting friction A) is positive, and damps:
+    step_size * friction < 1."""
+    check_option(method, field, lambda v: v > 0, "a positive number")
+    friction = getattr(method, field)
     if method.step_size * friction >= 1:
         cls = type(method).__name__
         raise OptionError(

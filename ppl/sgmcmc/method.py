@@ -129,7 +129,7 @@ class SGMCMCMethod(Method):
         key_grad, key_move = jax.random.split(key)
         opts = self.options
         value, grad = estimate(target, chain.state.z, key_grad, opts.replace, opts.data_parallel)
-        h = self.options.schedule(self.options.step_size, chain.t)
+        h = opts.schedule(opts.step_size, chain.t)
         return self.update(key_move, chain.state, grad, h), chain.pool, value, grad, h
 
     def check(self, density):
