@@ -5,8 +5,9 @@ Each GP method (Exact, SVGP, CoresetVI) only says how to start its variational
 parameters, what objective to maximise (a log marginal likelihood or an ELBO, from a
 minibatch) and how to predict. The optimisation step is `ppl.vi.SVI.step` itself
 (optax update, gradient clipping, skipping non-finite steps, early stopping), run by
-the driver in compiled chunks with a progress bar: `_Fit` is an SVI whose surrogate is
-the GP objective. Hyperparameters (kernel, noise) are learned jointly, on the log scale.
+the driver in compiled chunks with a progress bar (`SVI.fit`): `_Fit` is an SVI whose
+surrogate is the GP objective. Hyperparameters (kernel, noise) are learned jointly, on
+the log scale.
 """
 
 import numbers
@@ -22,11 +23,10 @@ import numpy as np
 from ppl.errors import DataError, OptionError
 from ppl.gp.kernels import Kernel, from_unconstrained, to_unconstrained
 from ppl.gp.model import gp_data
-from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
 from ppl.vi.program import SurrogateOut
-from ppl.vi.svi import _ADAM, SVI, EarlyStopping, SVIProgram, SVIState, _monitor, _start
+from ppl.vi.svi import DEFAULT_OPTIMIZER, SVI, EarlyStopping, SVIState
 
 __all__ = ["GPMethod", "GPPosterior", "Spec", "minibatch", "named_hyperparameters"]
 
@@ -70,7 +70,7 @@ class GPMethod(Method):
 
     batch_size: int = 512
     num_steps: int = 2000
-    optimizer: Any = _ADAM
+    optimizer: Any = DEFAULT_OPTIMIZER
     learn_hyperparameters: bool = True
     clip_norm: float | None = None
     early_stopping: Any = None
@@ -133,17 +133,12 @@ class GPMethod(Method):
             clip_norm=self.clip_norm, max_nonfinite=self.max_nonfinite,
             early_stopping=self.early_stopping,
         )  # fmt: skip
-        program = SVIProgram(fit)
         noise = jnp.asarray(data.noise, data.X.dtype)
         driver_data = ((data.X, data.y), (data.kernel, noise))
         key_init, key_fit = jax.random.split(seed)
-        state = _start(program, driver_data, jax.random.split(key_init, num_chains))
-        phases = [Phase("fit", self.num_steps, keep=True)]
-        state, losses, timings = run(
-            program, driver_data, state, jax.random.split(key_fit, num_chains), phases,
-            progress=progress, monitor=_monitor,
-        )  # fmt: skip
-        fit._raise_if_failed(state)
+        state, losses, timings = fit.fit(
+            driver_data, key_init, key_fit, num_chains, progress=progress
+        )
         params = state.params
         jitter = _jitters(self, spec, params, data.X, data.y)
         steps = np.asarray(state.step)
@@ -211,11 +206,7 @@ class _Fit(SVI):
         if self.spec.likelihood == "gaussian":
             params["log_noise"] = jnp.log(noise)
         params.update(self.gp.init_variational(key, X, y, self.spec))
-        i = jnp.zeros((), jnp.int32)
-        return SVIState(
-            params, self.transform.init(params), jnp.zeros(()), i, i, i, i - 1,
-            jnp.array(jnp.nan), jnp.array(jnp.inf), i, i - 1,
-        )  # fmt: skip
+        return SVIState.fresh(params, self.transform.init(params), jnp.zeros(()))
 
 
 @partial(jax.jit, static_argnums=(0, 1))

@@ -15,6 +15,7 @@ After fitting, the Posterior holds `num_samples` draws per fit from the fitted g
 model, plus the model's deterministic sites at those draws.
 """
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -44,7 +45,7 @@ from ppl.vi import guides
 from ppl.vi.objectives import ELBO
 from ppl.vi.program import Objective, draw, objective, score
 
-__all__ = ["SVI", "EarlyStopping", "SVIState"]
+__all__ = ["SVI", "EarlyStopping", "SVIState", "DEFAULT_OPTIMIZER"]
 
 #: Steps averaged for `diagnostics["final_loss"]` (the last ones taken, finite only).
 FINAL_LOSS_STEPS = 100
@@ -91,8 +92,18 @@ class SVIState(NamedTuple):
     stopped_at: jax.Array
     unsafe: jax.Array = jnp.array(False)
 
+    @classmethod
+    def fresh(cls, params, opt_state, baseline):
+        """A fit before its first step: counters at 0, nothing failed or stopped."""
+        i = jnp.zeros((), jnp.int32)
+        return cls(
+            params, opt_state, baseline, i, i, i, i - 1,
+            jnp.array(jnp.nan), jnp.array(jnp.inf), i, i - 1,
+        )  # fmt: skip
 
-_ADAM = optax.adam(1e-2)  # one object, so SVI() == SVI() and compiled code is shared
+
+#: One object, so SVI() == SVI() and compiled code is shared.
+DEFAULT_OPTIMIZER = optax.adam(1e-2)
 
 
 def _all_finite(tree):
@@ -172,7 +183,7 @@ class SVI(Method):
 
     guide: Any = guides.Normal()
     objective: Objective = ELBO()
-    optimizer: Any = _ADAM
+    optimizer: Any = DEFAULT_OPTIMIZER
     num_steps: int = 5000
     estimators: Any = None
     clip_norm: float | None = None
@@ -260,11 +271,7 @@ class SVI(Method):
         params = init_params(self.objective, key, model, guide)
         value = self._surrogate(model, guide, key, params, jnp.zeros(())).value
         baseline = jnp.where(jnp.isfinite(value), value, 0.0)  # REINFORCE's first baseline
-        i = jnp.zeros((), jnp.int32)
-        return SVIState(
-            params, self.transform.init(params), baseline, i, i, i, i - 1,
-            jnp.array(jnp.nan), jnp.array(jnp.inf), i, i - 1,
-        )  # fmt: skip
+        return SVIState.fresh(params, self.transform.init(params), baseline)
 
     def step(self, model, guide, key, s, safe=True):
         """One optimisation step of one fit: (new state, loss of this step). `safe=False`
@@ -306,14 +313,17 @@ class SVI(Method):
 
     # ----- the run ------------------------------------------------------------------
 
-    def run(self, model, *, num_samples, num_chains, seed, progress):
-        t0 = time.perf_counter()
-        ld = model.log_density()
-        guide = guides.bind_guide(self.guide, model)  # refuses discrete sites for auto guides
+    def fit(self, data, key_init, key_fit, num_chains, *, progress, model_name=None):
+        """Run `num_chains` fits side by side on the driver's `data` (`init` / `step`'s
+        (model, guide)): start them, take up to `num_steps` steps, and raise an
+        InferenceError if any failed. Returns (state, losses, timings)."""
         program = SVIProgram(self)
-        key_init, key_fit, key_draw, key_evidence = jax.random.split(seed, 4)
-        data = (model, guide)
-        with explain_tracer_errors(model.name):  # a guide missing a site fails here
+        explain = (
+            explain_tracer_errors(model_name)
+            if model_name is not None
+            else contextlib.nullcontext()
+        )
+        with explain:  # a guide missing a site fails here
             state = _start(program, data, jax.random.split(key_init, num_chains))
         phases = [Phase("fit", self.num_steps, keep=True)]
         state, losses, timings = run(
@@ -321,6 +331,17 @@ class SVI(Method):
             progress=progress, monitor=_monitor,
         )  # fmt: skip
         self._raise_if_failed(state)
+        return state, losses, timings
+
+    def run(self, model, *, num_samples, num_chains, seed, progress):
+        t0 = time.perf_counter()
+        ld = model.log_density()
+        guide = guides.bind_guide(self.guide, model)  # refuses discrete sites for auto guides
+        key_init, key_fit, key_draw, key_evidence = jax.random.split(seed, 4)
+        state, losses, timings = self.fit(
+            (model, guide), key_init, key_fit, num_chains, progress=progress,
+            model_name=model.name,
+        )  # fmt: skip
         params = jax.tree.map(np.asarray, state.params)
         programs, fitted, stacked = self._finalize(model, guide, params, num_chains)
         latent, determ = tuple(ld.sites), tuple(ld.deterministic)
