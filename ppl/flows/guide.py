@@ -32,23 +32,14 @@ __all__ = ["FlowGuideBase", "FlowGuide", "Pushforward"]
 sg = jax.lax.stop_gradient
 
 
-class Pushforward(Distribution):
-    """u = T(loc + scale ε) for a given ε: the conditional point mass of a flow guide's
-    draw given its base draw, scored by the density of u (log N(ε) excluded: the ε site
-    carries it). The value is not checked against T(ε): score it at its own draws."""
+class PointGivenEps(Distribution):
+    """A guide's draw `u` given its base draw ε: a point mass at `u` scored by
+    `log_q_given_eps` (log N(ε) excluded: the ε site carries it). The value is not
+    checked against u: score it at its own draws. Subclasses set both attributes."""
 
     arg_constraints = {}
     support = constraints.real_vector
     reparametrized_params = []
-    pytree_aux_fields = ("flow",)
-
-    def __init__(self, flow, weights, loc, scale, eps):
-        self.flow, self.weights, self.loc, self.scale, self.eps = flow, weights, loc, scale, eps
-        z0 = loc + scale * eps
-        self.u, log_det = flow.forward_and_log_det(weights, z0)
-        self.log_q_given_eps = -log_det - jnp.sum(jnp.log(scale))
-        super().__init__(batch_shape=(), event_shape=jnp.shape(eps)[-1:])
-
     has_rsample = True
 
     def rsample(self, key, sample_shape=()):
@@ -59,6 +50,20 @@ class Pushforward(Distribution):
 
     def log_prob(self, value):
         return self.log_q_given_eps
+
+
+class Pushforward(PointGivenEps):
+    """u = T(loc + scale ε) for a given ε: the conditional point mass of a flow guide's
+    draw given its base draw, scored by the density of u."""
+
+    pytree_aux_fields = ("flow",)
+
+    def __init__(self, flow, weights, loc, scale, eps):
+        self.flow, self.weights, self.loc, self.scale, self.eps = flow, weights, loc, scale, eps
+        z0 = loc + scale * eps
+        self.u, log_det = flow.forward_and_log_det(weights, z0)
+        self.log_q_given_eps = -log_det - jnp.sum(jnp.log(scale))
+        super().__init__(batch_shape=(), event_shape=jnp.shape(eps)[-1:])
 
     def path_log_prob(self, value):
         """log q(value) with the parameters held fixed: equal in value to `log_prob`,
@@ -103,15 +108,10 @@ class FlowGuideBase(AutoGuide):
 
     def bind(self, model):
         self.check()
-        size = self.flow.event_size
-        ld = model.log_density()
-        if size is not None and size != ld.size:
-            sites = ", ".join(f"{s.name} ({s.size})" for s in ld.sites.values())
-            raise ModelError(
-                f"{model.name}: {type(self).__name__}'s flow works on events of size {size}, "
-                f"but the model's unconstrained latent space has size {ld.size} ({sites})"
-            )
         return super().bind(model)
+
+    def check_log_density(self, model, ld):
+        check_event_size(model, ld, f"{type(self).__name__}'s flow", self.flow.event_size)
 
     def latent(self, d, init):
         loc = param("auto_loc", init)
@@ -156,6 +156,17 @@ class FlowGuideBase(AutoGuide):
 
         flat = jnp.reshape(u, (-1, d))
         return jax.vmap(one)(flat).reshape(jnp.shape(u)[:-1])
+
+
+def check_event_size(model, ld, what, size):
+    """Raise unless `what` (working on events of `size`; None: any) fits the model's
+    unconstrained latent space `ld`."""
+    if size is not None and size != ld.size:
+        sites = ", ".join(f"{s.name} ({s.size})" for s in ld.sites.values())
+        raise ModelError(
+            f"{model.name}: {what} works on events of size {size}, but the model's "
+            f"unconstrained latent space has size {ld.size} ({sites})"
+        )
 
 
 def constraints_positive(x):

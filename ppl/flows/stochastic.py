@@ -55,20 +55,20 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.distributions import Distribution, constraints
+from numpyro.distributions import constraints
 from numpyro.infer.hmc_util import IntegratorState
 from numpyro.primitives import prng_key
 
 from ppl import dist
 from ppl.core import handlers
 from ppl.core.model import BoundModel
-from ppl.core.primitives import deterministic, factor, param, sample
-from ppl.errors import ModelError, OptionError
+from ppl.core.primitives import deterministic, param, sample
+from ppl.errors import OptionError
 from ppl.flows.bijector import Bijector, check_positive_int
-from ppl.flows.guide import register
+from ppl.flows.guide import PointGivenEps, check_event_size, register
 from ppl.mcmc.mala import mala_proposal
 from ppl.mcmc.rwmh import rwmh_proposal
-from ppl.vi.guides import AutoGuide
+from ppl.vi.guides import AutoGuide, check_continuous, emit_constrained, prior_median
 from ppl.vi.program import draw, objective, score
 
 __all__ = ["StochasticLayer", "Langevin", "RandomWalkMH", "SNFGuide", "SNFPath"]
@@ -222,28 +222,14 @@ def run_path(layers, weights, loc, scale, eps, log_p, key):
     return SNFPath(z, total, tuple(accept))
 
 
-class _PathEnd(Distribution):
+class _PathEnd(PointGivenEps):
     """The end z_T of a path given its base draw ε and transition noise: a point mass
     scored by -Σ log scale - Σ log|det J| - Σ ΔS, so that with log N(ε) (the ε site)
     the draw's log q is log p(x, z_T) - log w. Valid at its own draw only."""
 
-    arg_constraints = {}
-    support = constraints.real_vector
-    reparametrized_params = []
-    has_rsample = True
-
     def __init__(self, z, log_q_given_eps):
-        self.z, self.log_q_given_eps = z, log_q_given_eps
+        self.u, self.log_q_given_eps = z, log_q_given_eps
         super().__init__(batch_shape=(), event_shape=jnp.shape(z)[-1:])
-
-    def rsample(self, key, sample_shape=()):
-        return jnp.broadcast_to(self.z, sample_shape + self.z.shape)
-
-    def sample(self, key, sample_shape=()):
-        return sg(self.rsample(key, sample_shape))
-
-    def log_prob(self, value):
-        return self.log_q_given_eps
 
     def path_log_prob(self, value):
         raise OptionError(
@@ -290,20 +276,10 @@ class SNFGuide(AutoGuide):
 
     def bind(self, model):
         ld = model.log_density()
-        if ld.discrete_sites:
-            raise ModelError(
-                f"{model.name}: SNFGuide is a guide over continuous sites, but "
-                f"{list(ld.discrete_sites)} are discrete"
-            )
+        check_continuous(model, ld, "SNFGuide")
         for layer in self.layers:
             size = getattr(layer, "event_size", None)
-            if size is not None and size != ld.size:
-                sites = ", ".join(f"{s.name} ({s.size})" for s in ld.sites.values())
-                raise ModelError(
-                    f"{model.name}: SNFGuide's {type(layer).__name__} layer works on events "
-                    f"of size {size}, but the model's unconstrained latent space has size "
-                    f"{ld.size} ({sites})"
-                )
+            check_event_size(model, ld, f"SNFGuide's {type(layer).__name__} layer", size)
         return BoundModel(_SNFProgram(self), (ld,))
 
     def init_weights(self, dim):
@@ -333,12 +309,7 @@ class _SNFProgram:
 
     def __call__(self, ld):
         spec, d = self.spec, ld.size
-
-        def z0(key):  # prior medians, unconstrained; only run at init
-            with handlers.block():
-                return ld.candidate(jax.random.key(0), "median")[0]
-
-        loc = param("auto_loc", z0)
+        loc = param("auto_loc", prior_median(ld))
         scale = param("auto_scale", jnp.full(d, spec.init_scale), constraint=constraints.positive)
         weights = register("auto_snf", spec.init_weights(d))
         eps = sample("_auto_eps", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
@@ -347,11 +318,7 @@ class _SNFProgram:
             path = run_path(spec.layers, weights, loc, scale, eps, ld, key)
         log_q = -jnp.sum(jnp.log(scale)) - path.log_det
         u = sample("_auto_u", _PathEnd(path.z, log_q))
-        with handlers.block():
-            values, log_det = ld.constrain_with_log_det(u)
-        factor("_auto_log_det", -log_det)
-        for name, value in values.items():
-            deterministic(name, value)
+        emit_constrained(ld, u)
         if path.accept:
             deterministic("_snf_accept", jnp.stack(path.accept))
 

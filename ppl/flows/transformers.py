@@ -23,6 +23,12 @@ __all__ = ["AffineTransformer", "SplineTransformer"]
 LOG_SCALE_MIN, LOG_SCALE_MAX = -5.0, 3.0
 
 
+def _slope(s, d0, d1, xi, t, den):
+    """dy/dx of the rational-quadratic segment (bin slope s, knot derivatives d0, d1) at
+    relative position xi, with t = xi (1 - xi) and den its denominator."""
+    return s**2 * (d1 * xi**2 + 2 * s * t + d0 * (1 - xi) ** 2) / den**2
+
+
 @dataclass(frozen=True)
 class AffineTransformer:
     num_params = 2
@@ -83,7 +89,7 @@ class SplineTransformer:
         t = xi * (1 - xi)
         den = s + (d[i + 1] + d[i] - 2 * s) * t
         y = ys[i] + h * (s * xi**2 + d[i] * t) / den
-        slope = s**2 * (d[i + 1] * xi**2 + 2 * s * t + d[i] * (1 - xi) ** 2) / den**2
+        slope = _slope(s, d[i], d[i + 1], xi, t, den)
         return jnp.where(inside, y, x), jnp.where(inside, jnp.log(slope), 0.0)
 
     def _inverse1(self, raw, y):
@@ -102,7 +108,7 @@ class SplineTransformer:
         xi = 2 * c / (-b - jnp.sqrt(disc))
         t = xi * (1 - xi)
         den = s + c2 * t
-        slope = s**2 * (d[i + 1] * xi**2 + 2 * s * t + d[i] * (1 - xi) ** 2) / den**2
+        slope = _slope(s, d[i], d[i + 1], xi, t, den)
         x = xs[i] + xi * w
         return jnp.where(inside, x, y), jnp.where(inside, -jnp.log(slope), 0.0)
 

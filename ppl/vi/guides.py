@@ -50,13 +50,12 @@ class AutoGuide:
 
     def bind(self, model):
         ld = model.log_density()
-        if ld.discrete_sites:
-            raise ModelError(
-                f"{model.name}: {type(self).__name__} is a guide over continuous sites, but "
-                f"{list(ld.discrete_sites)} are discrete; write a DSL guide for them (a function "
-                "that samples them, e.g. with estimator='enum' or 'reinforce')"
-            )
+        self.check_log_density(model, ld)
+        check_continuous(model, ld, type(self).__name__, _DSL_ADVICE)
         return BoundModel(_AutoProgram(self), (ld,))
+
+    def check_log_density(self, model, ld):
+        """Hook: raise if the guide cannot cover the model's `ld` (before the discrete check)."""
 
     def latent(self, d, init):
         raise NotImplementedError
@@ -74,17 +73,46 @@ class _AutoProgram:
     spec: AutoGuide
 
     def __call__(self, ld):
-        def z0(key):  # prior medians, unconstrained; a callable, so it runs only at init
-            with handlers.block():  # the model runs inside: its sites are not the guide's
-                return ld.candidate(jax.random.key(0), "median")[0]
+        u = self.spec.latent(ld.size, prior_median(ld))
+        emit_constrained(ld, u, self.spec.jacobian)
 
-        u = self.spec.latent(ld.size, z0)
-        with handlers.block():
-            values, log_det = ld.constrain_with_log_det(u)
-        if self.spec.jacobian:
-            factor("_auto_log_det", -log_det)
-        for name, value in values.items():
-            deterministic(name, value)
+
+_DSL_ADVICE = (
+    "; write a DSL guide for them (a function that samples them, e.g. with estimator='enum' "
+    "or 'reinforce')"
+)
+
+
+def check_continuous(model, ld, owner, advice=""):
+    """Raise unless the model's `ld` has only continuous latent sites (what `owner`,
+    a guide over the unconstrained space, covers)."""
+    if ld.discrete_sites:
+        raise ModelError(
+            f"{model.name}: {owner} is a guide over continuous sites, but "
+            f"{list(ld.discrete_sites)} are discrete{advice}"
+        )
+
+
+def prior_median(ld):
+    """Prior medians, unconstrained, as a lazy initial value for `ppl.param` (a callable,
+    so the model runs only at init)."""
+
+    def z0(key):
+        with handlers.block():  # the model runs inside: its sites are not the guide's
+            return ld.candidate(jax.random.key(0), "median")[0]
+
+    return z0
+
+
+def emit_constrained(ld, u, jacobian=True):
+    """Map the guide's draw u onto the model's latent sites (deterministic sites named as
+    the model's), adding the factor -log |det J| if `jacobian`."""
+    with handlers.block():
+        values, log_det = ld.constrain_with_log_det(u)
+    if jacobian:
+        factor("_auto_log_det", -log_det)
+    for name, value in values.items():
+        deterministic(name, value)
 
 
 def _check_scale(guide, init_scale):
@@ -347,34 +375,41 @@ def _hidden(owner, hidden):
     return hidden
 
 
+def _reversed_between(layers):
+    """Chain of `layers` with the order reversed between consecutive ones."""
+    out = []
+    for i, layer in enumerate(layers):
+        out += [Reverse(), layer] if i else [layer]
+    return Chain(out)
+
+
 @dataclass(frozen=True)
-class Planar(FlowGuideBase):
+class _RepeatedLayer(FlowGuideBase):
+    """K copies of `_layer` after a learned diagonal Gaussian."""
+
+    K: int = 8
+    init_scale: float = 0.1
+
+    def __post_init__(self):
+        _check_int(type(self).__name__, "K", self.K)
+
+    @property
+    def flow(self):
+        return Chain([self._layer()] * self.K)
+
+
+@dataclass(frozen=True)
+class Planar(_RepeatedLayer):
     """K planar layers (Rezende & Mohamed 2015) after a learned diagonal Gaussian."""
 
-    K: int = 8
-    init_scale: float = 0.1
-
-    def __post_init__(self):
-        _check_int("Planar", "K", self.K)
-
-    @property
-    def flow(self):
-        return Chain([_PlanarLayer()] * self.K)
+    _layer = _PlanarLayer
 
 
 @dataclass(frozen=True)
-class Radial(FlowGuideBase):
+class Radial(_RepeatedLayer):
     """K radial layers (Rezende & Mohamed 2015) after a learned diagonal Gaussian."""
 
-    K: int = 8
-    init_scale: float = 0.1
-
-    def __post_init__(self):
-        _check_int("Radial", "K", self.K)
-
-    @property
-    def flow(self):
-        return Chain([_RadialLayer()] * self.K)
+    _layer = _RadialLayer
 
 
 @dataclass(frozen=True)
@@ -392,11 +427,7 @@ class IAF(FlowGuideBase):
 
     @property
     def flow(self):
-        layers = []
-        for i in range(self.num_flows):
-            layers += [Reverse()] if i else []
-            layers.append(iaf(self.hidden))
-        return Chain(layers)
+        return _reversed_between([iaf(self.hidden) for _ in range(self.num_flows)])
 
 
 @dataclass(frozen=True)
@@ -419,11 +450,7 @@ class NeuralSpline(FlowGuideBase):
 
     @property
     def flow(self):
-        layers = []
-        for i in range(self.num_flows):
-            layers += [Reverse()] if i else []
-            if self.coupling:
-                layers.append(spline_coupling(self.bins, self.bound, self.hidden))
-            else:
-                layers.append(spline_autoregressive(self.bins, self.bound, self.hidden))
-        return Chain(layers)
+        make = spline_coupling if self.coupling else spline_autoregressive
+        return _reversed_between(
+            [make(self.bins, self.bound, self.hidden) for _ in range(self.num_flows)]
+        )
