@@ -45,6 +45,7 @@ which makes those rows swing from run to run.
 
     python benchmarks/mcmc_vs_anchors.py          # ~8 min on 2 CPU cores
     python benchmarks/mcmc_vs_anchors.py --quick  # tiny settings, to check it runs
+    BENCH_CHAINS=128 BENCH_MODELS=logistic BENCH_KERNELS=nuts python ...  # a part of it
 """
 
 import json
@@ -64,13 +65,22 @@ from common import (
     min_ess_bulk,
 )
 
-MODELS = ("logistic", "eight_schools", "gaussian")
-KERNELS = ("nuts", "hmc", "mala", "rwmh")
-ANCHOR_KERNELS = {"numpyro": ("nuts",), "blackjax": KERNELS}
+
+def subset(variable, full):
+    """Those of `full` named in the environment variable (comma-separated; all when it is
+    unset): to run a part, e.g. `BENCH_CHAINS=128 BENCH_KERNELS=nuts` on a lent GPU."""
+    chosen = os.environ.get(variable)
+    return tuple(x for x in full if not chosen or str(x) in chosen.split(","))
+
+
+MODELS = subset("BENCH_MODELS", ("logistic", "eight_schools", "gaussian"))
+KERNELS = subset("BENCH_KERNELS", ("nuts", "hmc", "mala", "rwmh"))
+ANCHOR_KERNELS = {"numpyro": subset("BENCH_KERNELS", ("nuts",)), "blackjax": KERNELS}
 HMC_STEPS = {"logistic": 8, "eight_schools": 8, "gaussian": 16}
 TARGET_ACCEPT = {"mala": 0.574, "rwmh": 0.234}
 CHEAP = {"mala": 10, "rwmh": 10}  # step multiplier for kernels with <= 1 gradient per step
 SETTINGS = {4: (500, 1000), 128: (200, 200)}  # chains: (warmup, draws) of NUTS and HMC
+SETTINGS = {c: SETTINGS[c] for c in subset("BENCH_CHAINS", tuple(SETTINGS))}
 QUICK = {4: (50, 50), 128: (20, 20)}
 
 
@@ -378,6 +388,8 @@ def density_costs():
         bound, _, _, hand = problem(model)
         ld = bound.log_density()
         for num_chains, repeats in ((4, 2000), (128, 200)):
+            if num_chains not in SETTINGS:
+                continue
             theta = jnp.zeros((num_chains, ld.size)) + 0.01
             t_ppl, t_hand = (
                 seconds_per_eval(jax.vmap(jax.value_and_grad(f)), theta, repeats) * 1e6

@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from common import data  # noqa: E402
 
 NUM_PARTICLES, NUM_MCMC_STEPS, LEAPFROG_STEPS, TARGET_ESS = 1000, 5, 10, 0.5
+NUM_PARTICLES = int(os.environ.get("BENCH_PARTICLES", NUM_PARTICLES))  # e.g. 100000 on a GPU
 BLACKJAX_STEP_SIZE = 0.07
 WARM_SEEDS = (1, 2, 3)
 

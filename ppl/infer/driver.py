@@ -11,6 +11,7 @@ devices (`ppl.infer.sharding`).
 
 import importlib.util
 import itertools
+import math
 import sys
 import time
 from functools import partial
@@ -58,13 +59,24 @@ def _live(program, data, state, chain_keys, i):
     step_index = getattr(program, "uses_step_index", False)
     step, collect = program(data, i) if step_index else program(data)
     keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
+    if keys.shape[0] == 1:
+        s, info = step(keys[0], jax.tree.map(lambda x: x[0], state))
+        return jax.tree.map(lambda x: x[None], (s, collect(s, info)))
     state, info = jax.vmap(step)(keys, state)
     return state, jax.vmap(collect)(state, info)
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _chunk(program, chunk_len, data, state, chain_keys, start, stop):
+@partial(jax.jit, static_argnums=(0, 1, 2))
+def _chunk(program, chunk_len, partial_chunk, data, state, chain_keys, start, stop):
+    """`chunk_len` steps from `start`; a `partial_chunk` idles at the steps from `stop` on
+    (a per-step branch that full chunks, the common case, do without)."""
     live = partial(_live, program, data)
+    if not partial_chunk:
+
+        def full(state, i):
+            return live(state, chain_keys, i)
+
+        return jax.lax.scan(full, state, start + jnp.arange(chunk_len))
     out_shape = jax.eval_shape(live, state, chain_keys, start)[1]
 
     def idle(state, chain_keys, i):
@@ -76,12 +88,12 @@ def _chunk(program, chunk_len, data, state, chain_keys, start, stop):
     return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
 
 
-@partial(jax.jit, static_argnums=(0, 1, 2))
-def _sharded_chunk(program, chunk_len, mesh, data, state, chain_keys, start, stop):
+@partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _sharded_chunk(program, chunk_len, partial_chunk, mesh, data, state, chain_keys, start, stop):
     """`_chunk` on each device's block of chains, as one SPMD program (see `sharding`)."""
     chains, whole = PartitionSpec(sharding.AXIS), PartitionSpec()
     blocks = jax.shard_map(
-        partial(_chunk, program, chunk_len),
+        partial(_chunk, program, chunk_len, partial_chunk),
         mesh=mesh,
         in_specs=(whole, chains, chains, whole, whole),
         out_specs=(chains, PartitionSpec(None, sharding.AXIS)),  # draws: (steps, chains, ...)
@@ -90,8 +102,22 @@ def _sharded_chunk(program, chunk_len, mesh, data, state, chain_keys, start, sto
     return blocks(data, state, chain_keys, start, stop)
 
 
-def _default_chunk_len(total):
-    return int(min(max(1, -(-total // 20)), 1000))
+def _strongly_typed(x):
+    """A chunk returns no weakly typed arrays (e.g. from `jnp.full(d, 0.1)`): one in the
+    initial state would make the second chunk compile again, for the new types."""
+    if isinstance(x, jax.Array) and jax.typeof(x).weak_type:
+        return jax.lax.convert_element_type(x, x.dtype)
+    return x
+
+
+def _default_chunk_len(phases):
+    """About a twentieth of the run (at most 1000 steps), preferring a length that
+    divides every phase, so no chunk is partial and only one chunk is compiled."""
+    total = sum(p.num_steps for p in phases)
+    target = min(max(1, -(-total // 20)), 1000)
+    common = math.gcd(*(p.num_steps for p in phases))
+    fits = [d for d in range(max(1, target // 2), 2 * target + 1) if common % d == 0]
+    return min(fits, key=lambda d: (abs(d - target), -d)) if fits else target
 
 
 def _concat(chunks):
@@ -146,8 +172,9 @@ def run(
         )
     phases = [Phase(*p) for p in phases]
     total = sum(p.num_steps for p in phases)
-    chunk_len = chunk_len or _default_chunk_len(total)
+    chunk_len = chunk_len or _default_chunk_len(phases)
     mesh = sharding.chain_mesh(np.shape(chain_keys)[0]) if chain_method == "sharded" else None
+    state = jax.tree.map(_strongly_typed, state)
     done, kept, timings, saver = 0, [], {}, None
     if checkpoint is not None:
         saver = _checkpoint(checkpoint, program, data, state, chain_keys, phases, mesh)
@@ -157,11 +184,14 @@ def run(
             kept = [saved] if saved is not None else []
     safe = program.safe_variant() if hasattr(program, "safe_variant") else None
     if mesh is None:
-        chunk = partial(_chunk, program, chunk_len)
-        safe_chunk = safe and partial(_chunk, safe, chunk_len)
+
+        def chunk(program, partial_chunk, *args):
+            return _chunk(program, chunk_len, partial_chunk, *args)
     else:
-        chunk = partial(_sharded_chunk, program, chunk_len, mesh)
-        safe_chunk = safe and partial(_sharded_chunk, safe, chunk_len, mesh)
+
+        def chunk(program, partial_chunk, *args):
+            return _sharded_chunk(program, chunk_len, partial_chunk, mesh, *args)
+
         data = sharding.put(data, sharding.replicated(mesh))
         state, chain_keys = sharding.put((state, chain_keys), sharding.chains(mesh))
     starts = itertools.accumulate((p.num_steps for p in phases), initial=0)
@@ -174,14 +204,28 @@ def run(
                 continue  # empty, run by an earlier attempt, or stopped by the monitor
             bar.set_description(phase.label)
             t0 = time.perf_counter()
-            for lo in range(max(start, done), stop, chunk_len):
-                before = state
-                state, out = chunk(data, state, chain_keys, lo, stop)
+            los = range(max(start, done), stop, chunk_len)
+
+            def launch(k, state, program=program, stop=stop, los=los):
+                """Chunk k of the phase from `state`, queued on the device (or None)."""
+                if k == len(los):
+                    return None
+                n = min(chunk_len, stop - los[k])
+                return chunk(program, n < chunk_len, data, state, chain_keys, los[k], stop)
+
+            ahead = launch(0, state)
+            for k, lo in enumerate(los):
+                before, n = state, min(chunk_len, stop - lo)
+                state, out = ahead
+                # Queue the next chunk before looking at this one: the device keeps
+                # stepping while the host checks, copies and reports.
+                ahead = launch(k + 1, state)
                 if safe is not None and program.needs_safe(state):
-                    state, out = safe_chunk(data, before, chain_keys, lo, stop)
-                n = min(chunk_len, stop - lo)
+                    state, out = launch(k, before, program=safe)
+                    ahead = launch(k + 1, state)  # the queued one began from a flagged state
                 if phase.keep:
-                    out = jax.tree.map(lambda x, n=n: sharding.to_host(x[:n]), out)
+                    # (sliced on the host: a device op would wait for the queued chunk)
+                    out = jax.tree.map(lambda x, n=n: sharding.to_host(x)[:n], out)
                     kept.append(out)
                 else:
                     out = None
@@ -216,4 +260,4 @@ def _checkpoint(path, program, data, state, chain_keys, phases, mesh):
 
 def _kept_shape(program, data, state, chain_keys):
     """Shapes of what one step collects: (1, chains, ...) per leaf."""
-    return jax.eval_shape(partial(_chunk, program, 1), data, state, chain_keys, 0, 1)[1]
+    return jax.eval_shape(partial(_chunk, program, 1, False), data, state, chain_keys, 0, 1)[1]

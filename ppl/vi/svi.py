@@ -285,6 +285,15 @@ class SVI(Method):
         loss = -out.value
         updates, opt_state = self.transform.update(grads, s.opt_state, s.params)
         params = optax.apply_updates(s.params, updates)
+        if not safe and self.early_stopping is None:
+            # Nothing to skip or stop: a fit that failed ended the run (`_monitor`), and a
+            # non-finite step only flags its chunk to be run again with guarded steps.
+            finite = jnp.isfinite(loss) & _all_finite((params, out.baseline))
+            state = s._replace(
+                params=params, opt_state=opt_state, baseline=out.baseline, step=s.step + 1,
+                unsafe=s.unsafe | ~finite,
+            )  # fmt: skip
+            return state, loss
         finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
         active = (s.failed_at < 0) & (s.stopped_at < 0)
         take = finite & active
