@@ -3,7 +3,8 @@
 # holds what it printed). Each benchmark runs in its own process under its own time limit;
 # its whole output goes to $OUT/<name>.txt and its tail to stdout.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu.sh
+#   OUT=/tmp/gpu bash benchmarks/gpu.sh              # all of them
+#   OUT=/tmp/gpu bash benchmarks/gpu.sh svi flows    # some of them, by name
 set -u
 OUT=${OUT:-/tmp/ppl-gpu-bench}
 mkdir -p "$OUT"
@@ -12,9 +13,11 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false  # the benchmarks start subprocesses 
 export PPL_CACHE_DIR="$(mktemp -d)"         # cold means cold
 PY=${PY:-python3}
 
+WANTED=" $* "
 bench() {  # name, seconds, command...
     local name=$1 limit=$2
     shift 2
+    if [ "$WANTED" != "  " ] && [[ "$WANTED" != *" $name "* ]]; then return; fi
     echo "== $name ($(date +%T), limit ${limit}s)"
     timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
     echo "exit status $?" >>"$OUT/$name.txt"
@@ -30,3 +33,4 @@ BENCH_PARTICLES=100000 bench smc 110 $PY benchmarks/smc_vs_blackjax.py          
 bench pf 40 $PY benchmarks/pf_vs_hand.py 100000 1000000                                 # issue 4
 bench flows 80 $PY benchmarks/flows_vs_numpyro.py                                # issue 6
 bench bnn 80 $PY benchmarks/sgmcmc_structured_bnn.py                             # issue 7
+bench sgld 60 $PY benchmarks/sgmcmc_vs_blackjax.py                               # issue 7

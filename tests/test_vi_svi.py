@@ -65,15 +65,17 @@ def elbo_fit():
 def test_elbo_recovers_conjugate_posterior(elbo_fit):
     post = elbo_fit
     params = post.diagnostics["params"]
-    # the decayed-rate iterate sits within a few 1e-3 of the optimum; 0.1 sd and 5% leave
-    # room for that and are far below the error of an unfinished fit (init: loc 0, sd 0.1)
-    check_exact(params["auto_loc"][:, 0], params["auto_scale"][:, 0], 0.1, 0.05)
+    # the decayed-rate iterate still carries gradient noise: over 12 fits (6 seeds x 2)
+    # its loc was off by 0.06 posterior sd (sd over fits; at most 0.16) and its scale by
+    # 3.5% (at most 10%); 0.3 sd and 15% leave room for that and are far below the error
+    # of an unfinished fit (init: loc 0, 4 posterior sd away; scale 0.1, 54% low)
+    check_exact(params["auto_loc"][:, 0], params["auto_scale"][:, 0], 0.3, 0.15)
     mu = post.samples["mu"]
     assert mu.shape == (2, 1000)
     np.testing.assert_allclose(post.samples["twice"], 2 * mu, rtol=1e-6)
     # 2000 draws: Monte Carlo sd of the mean is POST_SD/45, of the sd about 1.6%
-    assert abs(mu.mean() - POST_MEAN) < 0.1 * POST_SD + 4 * POST_SD / np.sqrt(2000)
-    assert abs(mu.std() / POST_SD - 1) < 0.05 + 4 * 0.016
+    assert abs(mu.mean() - POST_MEAN) < 0.3 * POST_SD + 4 * POST_SD / np.sqrt(2000)
+    assert abs(mu.std() / POST_SD - 1) < 0.15 + 4 * 0.016
     d = post.diagnostics
     assert d["loss"].shape == (2, 2000) and np.all(np.isfinite(d["loss"]))
     assert np.all(d["nonfinite_steps"] == 0) and np.all(d["stopped_early_at"] == -1)
@@ -99,7 +101,7 @@ def test_iwae_recovers_conjugate_posterior():
     params = post.diagnostics["params"]
     # near the optimum IWAE(K) is ~K times flatter in the guide's scale than the ELBO
     # (its gap is ~Var(log w)/2K), so the same gradient noise leaves the scale further off
-    check_exact(params["auto_loc"][0, 0], params["auto_scale"][0, 0], 0.1, 0.15)
+    check_exact(params["auto_loc"][0, 0], params["auto_scale"][0, 0], 0.3, 0.15)
     assert abs(post.log_evidence - LOG_EVIDENCE) < 0.01
 
 
@@ -108,7 +110,8 @@ def test_dsl_guide_with_params_and_clipping():
     post = ppl.infer(normal_mean(X), method, num_samples=500, num_chains=1, seed=2, progress=False)
     params = post.diagnostics["params"]
     assert set(params) == {"loc", "scale"}
-    check_exact(params["loc"][0], params["scale"][0], 0.1, 0.05)  # "scale": constrained, > 0
+    # "scale": constrained, > 0; tolerances as for the auto guide's fit above
+    check_exact(params["loc"][0], params["scale"][0], 0.3, 0.15)
     assert post.samples["mu"].shape == (1, 500) and "twice" in post.samples
 
 

@@ -53,12 +53,20 @@ def progress_bar(**kwargs):
     return tqdm(**kwargs)
 
 
-def _live(program, data, state, chain_keys, i):
+#: Up to this many (step, chain) pairs a chunk derives all its keys before its loop.
+KEY_TABLE_MAX = 2**20
+
+
+def _step_keys(chain_keys, i):
+    """The keys of step `i`, one per chain."""
+    return jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
+
+
+def _live(program, data, state, keys, i):
     # `i` is the step index shared by all chains: a program that asks for it can branch
     # on it (e.g. warmup or not) without vmap turning the branch into "compute both".
     step_index = getattr(program, "uses_step_index", False)
     step, collect = program(data, i) if step_index else program(data)
-    keys = jax.vmap(jax.random.fold_in, (0, None))(chain_keys, i)
     if keys.shape[0] == 1:
         s, info = step(keys[0], jax.tree.map(lambda x: x[0], state))
         return jax.tree.map(lambda x: x[None], (s, collect(s, info)))
@@ -71,21 +79,32 @@ def _chunk(program, chunk_len, partial_chunk, data, state, chain_keys, start, st
     """`chunk_len` steps from `start`; a `partial_chunk` idles at the steps from `stop` on
     (a per-step branch that full chunks, the common case, do without)."""
     live = partial(_live, program, data)
+    steps = start + jnp.arange(chunk_len)
+    # one vectorised hash for the chunk's keys (on CPU a hash inside the loop is a loop
+    # of its own at every step), unless the table would be large
+    table = chunk_len * chain_keys.shape[0] <= KEY_TABLE_MAX
+    xs = (steps, jax.vmap(_step_keys, (None, 0))(chain_keys, steps)) if table else steps
+
+    def unpack(x):
+        return x if table else (x, _step_keys(chain_keys, x))
+
     if not partial_chunk:
 
-        def full(state, i):
-            return live(state, chain_keys, i)
+        def full(state, x):
+            i, keys = unpack(x)
+            return live(state, keys, i)
 
-        return jax.lax.scan(full, state, start + jnp.arange(chunk_len))
-    out_shape = jax.eval_shape(live, state, chain_keys, start)[1]
+        return jax.lax.scan(full, state, xs)
+    out_shape = jax.eval_shape(live, state, _step_keys(chain_keys, start), start)[1]
 
-    def idle(state, chain_keys, i):
+    def idle(state, keys, i):
         return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape)
 
-    def body(state, i):
-        return jax.lax.cond(i < stop, live, idle, state, chain_keys, i)
+    def body(state, x):
+        i, keys = unpack(x)
+        return jax.lax.cond(i < stop, live, idle, state, keys, i)
 
-    return jax.lax.scan(body, state, start + jnp.arange(chunk_len))
+    return jax.lax.scan(body, state, xs)
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
@@ -161,7 +180,7 @@ def run(
 
     A program may run a fast step that only flags trouble (e.g. a non-finite value)
     instead of guarding against it at every step: it then has `safe_variant()` (the
-    guarded program) and `needs_safe(state) -> bool`, checked on the host after each
+    guarded program) and `needs_safe(state, out) -> bool`, checked on the host after each
     chunk; a flagged chunk is run again from its start with the safe program. Steps
     depend only on their keys, so the result is exactly the safe program's.
     """
@@ -220,7 +239,7 @@ def run(
                 # Queue the next chunk before looking at this one: the device keeps
                 # stepping while the host checks, copies and reports.
                 ahead = launch(k + 1, state)
-                if safe is not None and program.needs_safe(state):
+                if safe is not None and program.needs_safe(state, out):
                     state, out = launch(k, before, program=safe)
                     ahead = launch(k + 1, state)  # the queued one began from a flagged state
                 if phase.keep:

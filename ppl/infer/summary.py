@@ -11,7 +11,9 @@ import numpy as np
 from numpyro.diagnostics import autocovariance, gelman_rubin
 from scipy import special, stats
 
-__all__ = ["ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "Summary", "summarize"]
+__all__ = [
+    "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics", "Summary", "summarize",
+]  # fmt: skip
 
 QUANTILES = (0.05, 0.5, 0.95)
 COLUMNS = ("mean", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat")
@@ -96,8 +98,23 @@ def r_hat(x):
     x = np.asarray(x, dtype=np.float64)
     if _invalid(x):
         return np.nan
+    return _r_hat(x, _z_scale(_split(x)))
+
+
+def _r_hat(x, z):
+    """`r_hat` given `z`, the z-scaled ranks of the split draws of `x`."""
     folded = np.abs(x - np.median(x))
-    return float(max(gelman_rubin(_z_scale(_split(x))), gelman_rubin(_z_scale(_split(folded)))))
+    return float(max(gelman_rubin(z), gelman_rubin(_z_scale(_split(folded)))))
+
+
+def rank_diagnostics(x):
+    """(r_hat, ess_bulk, ess_tail) of draws (chains, draws), ranking the draws once for
+    the first two (ranking is most of their cost)."""
+    x = np.asarray(x, dtype=np.float64)
+    if _invalid(x):
+        return np.nan, np.nan, np.nan
+    z = _z_scale(_split(x))
+    return _r_hat(x, z), ess(z), ess_tail(x)
 
 
 class Summary(dict):
@@ -127,15 +144,16 @@ class Summary(dict):
 
 def _row(x):
     q = np.quantile(x, QUANTILES)
+    rhat, bulk, tail = rank_diagnostics(x)
     return {
         "mean": float(x.mean()),
         "sd": float(x.std(ddof=1)) if x.size > 1 else np.nan,
         "5%": float(q[0]),
         "50%": float(q[1]),
         "95%": float(q[2]),
-        "ess_bulk": ess_bulk(x),
-        "ess_tail": ess_tail(x),
-        "r_hat": r_hat(x),
+        "ess_bulk": bulk,
+        "ess_tail": tail,
+        "r_hat": rhat,
     }
 
 

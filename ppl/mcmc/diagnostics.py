@@ -29,7 +29,7 @@ import numpy as np
 from scipy.fft import next_fast_len
 
 from ppl.errors import SamplingWarning
-from ppl.infer.summary import ess_bulk, ess_tail, r_hat
+from ppl.infer.summary import rank_diagnostics
 
 __all__ = [
     "SamplingWarning", "warn", "e_bfmi", "check_energy", "check_tree_depth",
@@ -195,7 +195,7 @@ def _site_stats(x):
         checked = np.unique(np.argsort(badness, axis=1)[:, :exact])
     for i in checked:
         xi = x[..., i]
-        out[:, i] = r_hat(xi), ess_bulk(xi), ess_tail(xi)
+        out[:, i] = rank_diagnostics(xi)
     invalid = ~np.all(np.isfinite(x), axis=(0, 1)) | (np.ptp(x, axis=(0, 1)) == 0)
     out[:, invalid] = np.nan  # as `ppl.infer.summary`: no statistic of constant or broken draws
     return out

@@ -129,7 +129,8 @@ class minibatches(Messenger):
         if msg["type"] != "plate" or msg["value"] is not None:
             return
         size, subsample_size = msg["args"][:2]
-        key = jax.random.fold_in(self.key, self.count)
+        # the first plate uses the key itself: a hash less per step (a loop on CPU)
+        key = jax.random.fold_in(self.key, self.count) if self.count else self.key
         self.count += 1
         if self.replace:
             idx = jax.random.randint(key, (subsample_size,), 0, size)

@@ -209,8 +209,9 @@ def _estimator(run, msg):
 class _Sample(Messenger):
     """Draws a program's latent sites by their estimators (see the module docstring)."""
 
-    def __init__(self, fn, run, particle, key, gradient):
-        self.run, self.particle, self.key, self.gradient = run, particle, key, gradient
+    def __init__(self, fn, run, particle, draw_index, gradient):
+        self.run, self.particle, self.gradient = run, particle, gradient
+        self.draw_index = draw_index
         self.kinds = {}
         super().__init__(fn)
 
@@ -220,9 +221,10 @@ class _Sample(Messenger):
         name, fn = msg["name"], msg["fn"]
         kind = _estimator(self.run, msg) if self.gradient else "none"
         self.kinds[name] = kind
-        key = jax.random.fold_in(self.key, _code(name))
-        shape = msg["kwargs"].get("sample_shape", ())
         p = self.particle
+        # one hash from the particle's key per site (each hash is a loop on CPU)
+        key = jax.random.fold_in(p.key, _code(f"{self.draw_index}/{name}"))
+        shape = msg["kwargs"].get("sample_shape", ())
         if name in p.overrides:
             msg["value"] = p.overrides[name]
         elif kind == "reparam":
@@ -323,7 +325,7 @@ def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
     run = _run()
     particle = _current_particle(run)
     key = particle.next_key()
-    sampler = _Sample(_handled(program, run, key), run, particle, key, gradient)
+    sampler = _Sample(_handled(program, run, key), run, particle, particle.count, gradient)
     with handlers.trace() as trace:
         sampler(*args, **kwargs)
     values = {
@@ -395,6 +397,11 @@ def _evaluate(run, fn, key, overrides, top, discover=False):
     return _Evaluated(value, particle.score, particle.enum_log_q), particle
 
 
+def _split(key, num):
+    """`num` keys from `key` (itself when num is 1: a hash less per step)."""
+    return key[None] if num == 1 else jax.random.split(key, num)
+
+
 def _broadcast(value, num_particles):
     return jax.tree.map(lambda v: jnp.broadcast_to(v, (num_particles,)), value)
 
@@ -408,9 +415,9 @@ def particles(fn, num_particles):
     particle, and "enum" / "mvd" sites are not allowed in them."""
     run = _run()
     if run.particles:
-        keys = jax.random.split(run.particles[-1].next_key(), num_particles)
+        keys = _split(run.particles[-1].next_key(), num_particles)
     else:
-        keys = jax.random.split(jax.random.fold_in(run.key, 1000 + run.set_index), num_particles)
+        keys = _split(jax.random.fold_in(run.key, 1000 + run.set_index), num_particles)
     if run.mode in ("init", "discover"):  # one evaluation finds the params and sites
         top = not run.particles
         out, particle = _evaluate(run, fn, keys[0], {}, top=top, discover=True)

@@ -115,11 +115,14 @@ def _all_finite(tree):
 class SVIProgram:
     """The driver's program (hashable): one step = one optimisation step of one fit.
 
-    By default the steps are fast: a non-finite loss or gradient is only flagged
-    (`SVIState.unsafe`), and the driver runs that chunk again with guarded steps
-    (`safe=True`: a failing step is skipped and counted). Guarding every step costs up
-    to ~4x on small models, because the update can no longer be fused into the
-    gradient computation; the result is the same either way."""
+    By default the steps are fast: nothing is checked while a chunk runs, and the driver
+    runs the chunk again with guarded steps (`safe=True`: a failing step is skipped and
+    counted) when a loss of the chunk, or a parameter at its end, is not finite (a
+    non-finite gradient leaves the parameters non-finite from then on; with early
+    stopping each step also flags itself, `SVIState.unsafe`). Guarding every step costs
+    up to ~4x on small models, because the update can no longer be fused into the
+    gradient computation; the result is the same either way (barring an optimizer that
+    itself zeroes non-finite gradients)."""
 
     method: "SVI"
     safe: bool = False
@@ -131,8 +134,11 @@ class SVIProgram:
     def safe_variant(self):
         return dataclasses.replace(self, safe=True)
 
-    def needs_safe(self, state):
-        return bool(np.any(np.asarray(state.unsafe)))
+    def needs_safe(self, state, losses):
+        finite = [np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params)]
+        return not (all(finite) and np.all(np.isfinite(np.asarray(losses)))) or bool(
+            np.any(np.asarray(state.unsafe))
+        )
 
     def start(self, data, key):
         model, guide = data
@@ -275,7 +281,7 @@ class SVI(Method):
 
     def step(self, model, guide, key, s, safe=True):
         """One optimisation step of one fit: (new state, loss of this step). `safe=False`
-        applies the update even when it is not finite and only flags it (`unsafe`)."""
+        applies the update even when it is not finite (see `SVIProgram`)."""
 
         def loss_fn(params):
             out = self._surrogate(model, guide, key, params, s.baseline)
@@ -287,12 +293,10 @@ class SVI(Method):
         params = optax.apply_updates(s.params, updates)
         if not safe and self.early_stopping is None:
             # Nothing to skip or stop: a fit that failed ended the run (`_monitor`), and a
-            # non-finite step only flags its chunk to be run again with guarded steps.
-            finite = jnp.isfinite(loss) & _all_finite((params, out.baseline))
+            # non-finite step shows in the chunk's losses or final params (`needs_safe`).
             state = s._replace(
-                params=params, opt_state=opt_state, baseline=out.baseline, step=s.step + 1,
-                unsafe=s.unsafe | ~finite,
-            )  # fmt: skip
+                params=params, opt_state=opt_state, baseline=out.baseline, step=s.step + 1
+            )
             return state, loss
         finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(params)
         active = (s.failed_at < 0) & (s.stopped_at < 0)
