@@ -5,7 +5,8 @@ logistic regression of benchmarks/common.py (N=1000, D=25). Guides of matching s
 ours `ppl.vi.guides.IAF(num_flows=2, hidden=(32, 32))` (plus a learned diagonal affine
 base, 2d parameters, started at scale 1 like AutoIAFNormal's N(0, I) base) and NumPyro's `AutoIAFNormal(num_flows=2, hidden_dims=[32, 32])`.
 Same optimizer (Adam 1e-3), 10,000 steps, ELBO with one particle. Steady-state steps/s:
-10,000 steps in one compiled `lax.scan`, timed on a second call (compiled), best of 3;
+10,000 steps in one compiled `lax.scan`, after a first call that compiles; ours and
+NumPyro's timed alternately, the median of 5 calls each;
 ours runs the SVI method's step as the driver does (unguarded, `safe=False`: a chunk in
 which a non-finite value appears is run again with guarded steps).
 Final ELBO: the 1-particle ELBO averaged over 20,000 draws from the fitted guide (its
@@ -55,17 +56,22 @@ def numpyro_logistic(x, y=None):
         numpyro.sample("y", nd.Bernoulli(logits=x @ w + b), obs=y)
 
 
-def _best_of(fn, repeats=3):
-    jax.block_until_ready(fn())  # compile
-    times = []
+def _alternating(fits, repeats=5):
+    """Steps/s of each fit (a function running the compiled scan), timed alternately so
+    that a change in the machine's speed hits all alike: the median of `repeats` calls
+    each, after a first call that compiles. Returns (final states, steps/s)."""
+    outs = [jax.block_until_ready(fit()) for fit in fits]
+    times = [[] for _ in fits]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return out, NUM_STEPS / min(times)
+        for fit, t in zip(fits, times):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fit())
+            t.append(time.perf_counter() - t0)
+    return outs, [NUM_STEPS / np.median(t) for t in times]
 
 
 def run_numpyro(model, *args):
+    """(fit: the compiled 10,000-step scan, elbos: final state -> ELBO draws)."""
     guide = AutoIAFNormal(model, num_flows=2, hidden_dims=[32, 32])
     svi = NSVI(model, guide, numpyro.optim.Adam(LR), Trace_ELBO())
     state = svi.init(jax.random.key(0), *args)
@@ -74,18 +80,20 @@ def run_numpyro(model, *args):
     def scan(state):
         return jax.lax.scan(lambda s, _: svi.update(s, *args), state, None, length=NUM_STEPS)
 
-    (state, _), rate = _best_of(lambda: scan(state))
-    params = svi.get_params(state)
-
     @jax.jit
     def elbos(params, keys):
         one = lambda k: -Trace_ELBO().loss(k, params, model, guide, *args)  # noqa: E731
         return jax.lax.map(one, keys, batch_size=1000)
 
-    return rate, np.asarray(elbos(params, jax.random.split(jax.random.key(1), EVAL_DRAWS)))
+    def evaluate(out):
+        params = svi.get_params(out[0])
+        return np.asarray(elbos(params, jax.random.split(jax.random.key(1), EVAL_DRAWS)))
+
+    return lambda: scan(state), evaluate
 
 
 def run_ours(model):
+    """(fit: the compiled 10,000-step scan, elbos: final state -> ELBO draws)."""
     # init_scale=1: a N(0, I) base at the start, as AutoIAFNormal's
     spec = IAF(num_flows=2, hidden=(32, 32), init_scale=1.0)
     method = vi.SVI(guide=spec, optimizer=optax.adam(LR))
@@ -97,7 +105,6 @@ def run_ours(model):
         keys = jax.random.split(jax.random.key(2), NUM_STEPS)
         return jax.lax.scan(lambda s, k: method.step(model, guide, k, s, safe=False), state, keys)
 
-    (state, _), rate = _best_of(lambda: scan(state, model, guide))
     elbo = vi.ELBO()
 
     @jax.jit
@@ -105,7 +112,18 @@ def run_ours(model):
         one = lambda k: elbo.surrogate(k, params, model, guide, jnp.zeros(())).value  # noqa: E731
         return jax.lax.map(one, keys, batch_size=1000)
 
-    return rate, np.asarray(elbos(state.params, jax.random.split(jax.random.key(1), EVAL_DRAWS)))
+    def evaluate(out):
+        keys = jax.random.split(jax.random.key(1), EVAL_DRAWS)
+        return np.asarray(elbos(out[0].params, keys))
+
+    return lambda: scan(state, model, guide), evaluate
+
+
+def compare(ours, theirs):
+    """((steps/s, ELBO draws) of ours, the same of NumPyro's)."""
+    (fit_ours, eval_ours), (fit_np, eval_np) = ours, theirs
+    (out_ours, out_np), (rate_ours, rate_np) = _alternating([fit_ours, fit_np])
+    return (rate_ours, eval_ours(out_ours)), (rate_np, eval_np(out_np))
 
 
 def report(name, ours, theirs):
@@ -119,12 +137,13 @@ def report(name, ours, theirs):
 
 def main():
     print(f"JAX {jax.__version__}, numpyro {numpyro.__version__}, devices {jax.devices()}")
-    report("10-D funnel", run_ours(funnel()), run_numpyro(numpyro_funnel))
+    report("10-D funnel", *compare(run_ours(funnel()), run_numpyro(numpyro_funnel)))
     x, y = data()
     report(
         "logistic regression (N=1000, D=25)",
-        run_ours(ppl.examples.logistic_regression(x, y)),
-        run_numpyro(numpyro_logistic, x, y),
+        *compare(
+            run_ours(ppl.examples.logistic_regression(x, y)), run_numpyro(numpyro_logistic, x, y)
+        ),
     )
 
 

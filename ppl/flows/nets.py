@@ -2,7 +2,8 @@
 MLP whose weight masks make output i depend only on inputs 1..i-1 (autoregressive).
 
 Both map an input (and an optional context vector, which every hidden unit may read)
-to `num_params` raw values per transformed dimension, shape (out_dim, num_params). The
+to `num_params` raw values per transformed dimension, shape (num_params, out_dim) (each
+parameter's values contiguous, so a transformer slices them without a transpose). The
 last layer starts at zero weights, so every flow starts as (close to) the identity.
 """
 
@@ -31,7 +32,7 @@ def mlp_apply(params, x, num_params):
     for layer in params[:-1]:
         h = jax.nn.elu(h @ layer["w"] + layer["b"])
     out = h @ params[-1]["w"] + params[-1]["b"]
-    return out.reshape(num_params, -1).T
+    return out.reshape(num_params, -1)
 
 
 def made_masks(dim, hidden, num_params, context_size=0):
@@ -56,7 +57,7 @@ def made_init(key, dim, hidden, num_params, context_size=0):
 
 
 def made_apply(params, x, hidden, num_params, context=None):
-    """Raw values (dim, num_params); row i depends on x[:i] (and the context) only."""
+    """Raw values (num_params, dim); column i depends on x[:i] (and the context) only."""
     dim = x.shape[-1]
     context_size = 0 if context is None else context.shape[-1]
     masks = made_masks(dim, hidden, num_params, context_size)
@@ -64,4 +65,4 @@ def made_apply(params, x, hidden, num_params, context=None):
     for layer, mask in zip(params[:-1], masks[:-1]):
         h = jax.nn.elu(h @ (layer["w"] * mask) + layer["b"])
     out = h @ (params[-1]["w"] * masks[-1]) + params[-1]["b"]
-    return out.reshape(num_params, dim).T
+    return out.reshape(num_params, dim)

@@ -1,6 +1,6 @@
 """Elementwise monotone maps whose parameters a conditioner computes ("transformers"):
 `forward(raw, x) -> (y, log dy/dx)` and `inverse(raw, y) -> (x, log dx/dy)`, elementwise
-over x of shape (n,), with raw of shape (n, num_params).
+over x of shape (n,), with raw of shape (num_params, n).
 
 - `AffineTransformer`: y = exp(s) x + t, raw = (t, s); s clipped to [-5, 3] as in
   numpyro's InverseAutoregressiveTransform, for stable training.
@@ -34,11 +34,11 @@ class AffineTransformer:
     num_params = 2
 
     def forward(self, raw, x):
-        shift, s = raw[:, 0], jnp.clip(raw[:, 1], LOG_SCALE_MIN, LOG_SCALE_MAX)
+        shift, s = raw[0], jnp.clip(raw[1], LOG_SCALE_MIN, LOG_SCALE_MAX)
         return jnp.exp(s) * x + shift, s
 
     def inverse(self, raw, y):
-        shift, s = raw[:, 0], jnp.clip(raw[:, 1], LOG_SCALE_MIN, LOG_SCALE_MAX)
+        shift, s = raw[0], jnp.clip(raw[1], LOG_SCALE_MIN, LOG_SCALE_MAX)
         return (y - shift) * jnp.exp(-s), -s
 
 
@@ -113,7 +113,7 @@ class SplineTransformer:
         return jnp.where(inside, x, y), jnp.where(inside, -jnp.log(slope), 0.0)
 
     def forward(self, raw, x):
-        return jax.vmap(self._forward1)(raw, x)
+        return jax.vmap(self._forward1, (1, 0))(raw, x)
 
     def inverse(self, raw, y):
-        return jax.vmap(self._inverse1)(raw, y)
+        return jax.vmap(self._inverse1, (1, 0))(raw, y)
