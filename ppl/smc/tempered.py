@@ -48,7 +48,7 @@ import numpy as np
 
 from ppl.core.checks import explain_tracer_errors
 from ppl.core.conditional import ConditionalDensity, block_indices
-from ppl.core.model import is_improper
+from ppl.core.model import abstract_call, is_improper
 from ppl.errors import InferenceError, ModelError, OptionError
 from ppl.infer.driver import progress_bar, progress_enabled
 from ppl.infer.evidence import log_mean_exp
@@ -545,7 +545,7 @@ class Tempered(Method):
         """Refuse up front what cannot be tempered: sites the kernel cannot move, and
         improper priors (particles start as prior draws)."""
         self.kernel.check(logdensity)
-        trace = logdensity.model.trace(seed=0)
+        trace = abstract_call(lambda: logdensity.model.trace(seed=0))  # types only: no compiles
         flat = [n for n in logdensity.sites if is_improper(trace[n]["fn"])]
         if flat:
             raise ModelError(
