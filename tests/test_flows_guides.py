@@ -139,7 +139,8 @@ def test_planar_elbo_approaches_log_z_as_k_grows():
 
 # ----- path gradients ---------------------------------------------------------------
 
-PLANAR1 = flows.FlowGuide(flows.Chain([flows.Planar()]))
+PLANAR1 = flows.FlowGuide(flows.Chain([flows.Planar()]))  # fast path gradient
+IAF1 = flows.FlowGuide(flows.Chain([flows.iaf(hidden=(8,))]))  # the Jacobian form
 
 
 def at_optimum(spec):
@@ -166,7 +167,7 @@ def gradient_samples(spec, params, path_gradient, n=2000):
     return np.asarray(grads(params, jax.random.key(5)), np.float64)
 
 
-@pytest.mark.parametrize("spec", [Normal(), PLANAR1], ids=["normal", "planar"])
+@pytest.mark.parametrize("spec", [Normal(), PLANAR1, IAF1], ids=["normal", "planar", "iaf"])
 def test_path_gradient_is_zero_at_the_optimum(spec):
     params = at_optimum(spec)
     standard = gradient_samples(spec, params, False)
@@ -186,6 +187,25 @@ def test_path_gradient_variance_and_mean(spec):
     diff = standard - path  # same draws: the difference is the dropped score term
     se = diff.std(0) / np.sqrt(diff.shape[0])
     assert np.all(np.abs(diff.mean(0)) < 5 * se + 1e-6)
+
+
+def test_fast_path_gradient_equals_the_jacobian_form():
+    """A flow of layers with a fast path gradient (carried along the forward pass) gives
+    the ∇_u log q of the Jacobian form, at random parameters."""
+    from ppl.flows.guide import Pushforward, _score_by_jacobian
+
+    flow = flows.Chain([flows.Affine(), flows.Planar(), flows.Radial(), flows.real_nvp((8,))])
+    d = 4
+    keys = jax.random.split(jax.random.key(0), 4)
+    weights = jax.tree.map(
+        lambda v: v + 0.3 * jax.random.normal(keys[0], jnp.shape(v)), flow.init(keys[1], d)
+    )
+    loc, scale = jnp.arange(d) / d, jnp.exp(0.2 * jnp.arange(d) - 0.3)
+    eps = jax.random.normal(keys[2], (d,))
+    draw = Pushforward(flow, weights, loc, scale, eps)
+    fast = jax.grad(draw.path_log_prob)(draw.u)
+    slow = _score_by_jacobian(flow, weights, loc, scale, eps)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(slow), rtol=1e-4, atol=1e-4)
 
 
 def test_path_gradient_option_is_checked():

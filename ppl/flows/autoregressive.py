@@ -143,6 +143,25 @@ class Coupling(Bijector):
     def forward_and_log_det(self, params, x, context=None):
         return self._apply(self.transformer.forward, params, x, context)
 
+    has_fast_score = True
+
+    def forward_and_score(self, params, x, score, context=None):
+        # J = [[I, 0], [B, D]] with B = ∂y_b/∂x_a, D = diag(τ'): J⁻ᵀ v = (v_a - Bᵀ w_b, w_b)
+        # with w_b = v_b / τ' (one backward pass through the conditioner)
+        split = self._split(x.shape[-1])
+        a, b = x[:split], x[split:]
+
+        def transformed(a):
+            h = a if context is None else jnp.concatenate([context, a])
+            raw = mlp_apply(params, h, self.transformer.num_params)
+            return self.transformer.forward(raw, b)
+
+        (out, log_slope), pullback = jax.vjp(transformed, a)
+        v = score - self.log_det_gradient(params, x, context)
+        w_b = v[split:] * jnp.exp(-log_slope)
+        w_a = v[:split] - pullback((w_b, jnp.zeros_like(log_slope)))[0]
+        return jnp.concatenate([a, out]), jnp.concatenate([w_a, w_b])
+
     def inverse_and_log_det(self, params, y, context=None):
         return self._apply(self.transformer.inverse, params, y, context)
 

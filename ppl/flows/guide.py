@@ -9,8 +9,10 @@ log q(u) = log N(ε) - Σ log scale - log|det ∂T/∂z0|.
 
 For path gradients (`ppl.vi.ELBO(path_gradient=True)`), `Pushforward.path_log_prob`
 gives log q at the draw with the parameters held fixed, as a function of the draw:
-its gradient is ∇_u log q(u) · ∂u/∂θ, with ∇_u log q = J⁻ᵀ ∇_ε log q(T(ε)) (J = ∂u/∂ε,
-one Jacobian and one solve, no inverse of the flow needed).
+its gradient is ∇_u log q(u) · ∂u/∂θ. Flows whose layers all give J⁻ᵀ by structure
+(affine, permutations, planar, radial, coupling) carry ∇ log q along the forward pass,
+layer by layer (Vaitl et al. 2022: `Bijector.forward_and_score`); others (autoregressive
+layers) use ∇_u log q = J⁻ᵀ ∇_ε log q(T(ε)) with the full Jacobian J = ∂u/∂ε and a solve.
 """
 
 import numbers
@@ -71,16 +73,25 @@ class Pushforward(PointGivenEps):
         flow, weights, loc, scale = self.flow, sg(self.weights), sg(self.loc), sg(self.scale)
         eps = sg(self.eps)
 
-        def push(e):
-            return flow.forward(weights, loc + scale * e)
-
-        def log_q(e):  # log q(T(e)) as a function of e
-            log_det = flow.forward_and_log_det(weights, loc + scale * e)[1]
-            return -0.5 * jnp.sum(e**2) - log_det
-
-        jac = jax.jacfwd(push)(eps)
-        grad_u = jnp.linalg.solve(jac.T, jax.grad(log_q)(eps))
+        if flow.has_fast_score:  # layer by layer from the base's score -ε / scale
+            grad_u = flow.forward_and_score(weights, loc + scale * eps, -eps / scale)[1]
+        else:
+            grad_u = _score_by_jacobian(flow, weights, loc, scale, eps)
         return sg(self.log_q_given_eps) + jnp.dot(sg(grad_u), value - sg(value))
+
+
+def _score_by_jacobian(flow, weights, loc, scale, eps):
+    """∇_u log q(u) at u = T(loc + scale ε) for any flow: J⁻ᵀ ∇_ε log q(T(ε)), with the
+    Jacobian J = ∂u/∂ε built in full (d forward passes and a solve)."""
+
+    def push(e):
+        return flow.forward(weights, loc + scale * e)
+
+    def log_q(e):  # log q(T(e)) as a function of e
+        log_det = flow.forward_and_log_det(weights, loc + scale * e)[1]
+        return -0.5 * jnp.sum(e**2) - log_det
+
+    return jnp.linalg.solve(jax.jacfwd(push)(eps).T, jax.grad(log_q)(eps))
 
 
 class FlowGuideBase(AutoGuide):

@@ -59,6 +59,16 @@ class Planar(Bijector):
         slope = 1.0 - jnp.tanh(a) ** 2
         return y, jnp.log1p(slope * wu)
 
+    has_fast_score = True
+
+    def forward_and_score(self, params, x, score, context=None):
+        # J = I + slope û wᵀ, so J⁻ᵀ v = v - w slope (û·v) / (1 + slope w·û)
+        w = params["w"]
+        u, wu = planar_u_hat(w, params["u"])
+        slope = 1.0 - jnp.tanh(jnp.dot(w, x) + params["b"]) ** 2
+        v = score - self.log_det_gradient(params, x, context)
+        return self.forward(params, x), v - w * slope * jnp.dot(u, v) / (1 + slope * wu)
+
     def inverse_and_log_det(self, params, y, context=None):
         w, b = params["w"], params["b"]
         u, wu = planar_u_hat(w, params["u"])
@@ -111,6 +121,19 @@ class Radial(Bijector):
         d = x.shape[-1]
         log_det = (d - 1) * jnp.log1p(bh) + jnp.log1p(beta * alpha / (alpha + r) ** 2)
         return x + bh * diff, log_det
+
+    has_fast_score = True
+
+    def forward_and_score(self, params, x, score, context=None):
+        # J = a I + c d dᵀ (symmetric), a = 1 + β h, c = β h'(r) / r, d = x - z0:
+        # J⁻¹ v = (v - c d (d·v) / (a + c |d|²)) / a (Sherman-Morrison)
+        alpha, beta = radial_alpha_beta(params)
+        diff = x - params["z0"]
+        r = _norm(diff)
+        a, c = 1 + beta / (alpha + r), -beta / ((alpha + r) ** 2 * r)
+        v = score - self.log_det_gradient(params, x, context)
+        out = (v - c * diff * jnp.dot(diff, v) / (a + c * jnp.dot(diff, diff))) / a
+        return self.forward(params, x), out
 
     def inverse_and_log_det(self, params, y, context=None):
         alpha, beta = radial_alpha_beta(params)
