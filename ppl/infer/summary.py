@@ -8,84 +8,134 @@ so only its autocovariance is reused here.
 """
 
 import numpy as np
-from numpyro.diagnostics import autocovariance, gelman_rubin
+from numpyro.diagnostics import autocovariance
 from scipy import special, stats
 
 __all__ = [
-    "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics", "Summary", "summarize",
+    "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics", "gelman_rubin",
+    "batched_ess", "split_chains", "Summary", "summarize",
 ]  # fmt: skip
 
 QUANTILES = (0.05, 0.5, 0.95)
 COLUMNS = ("mean", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat")
 
 
-def _split(x):
-    """(chains, draws) -> (2 * chains, draws // 2): halves of each chain as chains."""
-    half = x.shape[1] // 2
-    return np.concatenate([x[:, :half], x[:, x.shape[1] - half :]])
+# Every statistic works on draws shaped (..., chains, draws), one value per leading index:
+# the diagnostics of many components are computed together, with no Python loop per
+# component or per lag.
+
+
+def split_chains(x):
+    """(..., chains, draws) -> (..., 2 * chains, draws // 2): halves of each chain as chains."""
+    half = x.shape[-1] // 2
+    return np.concatenate([x[..., :half], x[..., x.shape[-1] - half :]], axis=-2)
 
 
 def _z_scale(x):
-    ranks = stats.rankdata(x, method="average").reshape(x.shape)
-    return special.ndtri((ranks - 0.375) / (x.size + 0.25))  # norm.ppf, without its overhead
+    """Normal scores of the ranks (ties averaged) over each leading index's draws."""
+    flat = x.reshape(x.shape[:-2] + (-1,))
+    ranks = stats.rankdata(flat, method="average", axis=-1).reshape(x.shape)
+    return special.ndtri((ranks - 0.375) / (flat.shape[-1] + 0.25))  # norm.ppf, less overhead
 
 
-def _invalid(x):
-    return x.shape[1] < 4 or not np.all(np.isfinite(x)) or np.ptp(x) == 0
+def _valid(x):
+    """Per leading index: enough draws to split, all finite, not constant."""
+    flat = x.reshape(x.shape[:-2] + (-1,))
+    if x.shape[-1] < 4:
+        return np.zeros(flat.shape[:-1], bool)
+    return np.all(np.isfinite(flat), axis=-1) & (np.ptp(flat, axis=-1) > 0)
+
+
+def batched_ess(x):
+    """Stan's effective sample size, no splitting. Geyer's initial positive sequence over
+    the pairs (rho[2j], rho[2j+1]) stops at the first pair with a non-positive sum (or
+    the end of the draws); Stan keeps that pair's even lag where it is positive; the
+    monotone sequence is the running minimum of the pair sums before it."""
+    m, n = x.shape[-2:]
+    if n < 4:
+        return np.full(x.shape[:-2], np.nan)
+    acov = autocovariance(x, axis=-1, bias=True)
+    mean_var = acov[..., 0].mean(axis=-1) * n / (n - 1)
+    between = x.mean(axis=-1).var(axis=-1, ddof=1) if m > 1 else 0.0
+    var_plus = mean_var * (n - 1) / n + between
+    rho = 1.0 - (mean_var[..., None] - acov.mean(axis=-2)) / var_plus[..., None]
+    rho[..., 0] = 1.0
+    num_steps = max(0, -(-(n - 2) // 2) - 1)  # pairs j = 1, 2, ... with 2j - 1 < n - 3
+    pair_sums = rho[..., : 2 * num_steps + 2].reshape(rho.shape[:-1] + (-1, 2)).sum(axis=-1)
+    steps = np.sum(np.cumprod(pair_sums[..., :num_steps] > 0, axis=-1), axis=-1)  # J
+    even = np.take_along_axis(rho, (2 * steps)[..., None], axis=-1)[..., 0]
+    last_sum = np.take_along_axis(pair_sums, steps[..., None], axis=-1)[..., 0]
+    last = np.where((last_sum >= 0) | (even > 0), even, 0.0)  # rho_hat[2J]
+    monotone = np.minimum.accumulate(pair_sums, axis=-1)
+    kept = np.arange(pair_sums.shape[-1]) < steps[..., None]
+    tau = -1.0 + 2.0 * np.sum(np.where(kept, monotone, 0.0), axis=-1) + last
+    ess = m * n / np.maximum(tau, 1.0 / np.log10(m * n))
+    return np.where(_valid(x), ess, np.nan)  # e.g. a constant quantile indicator: none
+
+
+def _batch(statistic, x):
+    """`statistic` of draws (..., chains, draws) as float64, NaN where they are invalid."""
+    x = np.asarray(x, dtype=np.float64)
+    valid = _valid(x)
+    out = np.full(valid.shape, np.nan)
+    if np.any(valid):
+        with np.errstate(all="ignore"):
+            out[valid] = statistic(x[valid])
+    return out
+
+
+def _scalar(statistic, x):
+    x = np.asarray(x, dtype=np.float64)
+    return float(_batch(statistic, x[None])[0])
+
+
+def _bulk(x):
+    return batched_ess(_z_scale(split_chains(x)))
+
+
+def _tail(x):
+    flat = x.reshape(x.shape[:-2] + (-1,))
+    q05, q95 = np.quantile(flat, [0.05, 0.95], axis=-1)[..., None, None]
+    return np.fmin(
+        batched_ess(split_chains((x <= q05) * 1.0)), batched_ess(split_chains((x <= q95) * 1.0))
+    )
+
+
+def _r_hat(x, z):
+    """Rank-normalised split R-hat given `z`, the normal scores of the split draws."""
+    median = np.median(x.reshape(x.shape[:-2] + (-1,)), axis=-1)[..., None, None]
+    folded = _z_scale(split_chains(np.abs(x - median)))
+    return np.fmax(
+        gelman_rubin(z), gelman_rubin(folded)
+    )  # a NaN one (e.g. constant folds) is skipped
+
+
+def gelman_rubin(x):
+    """R-hat of draws (..., chains, draws), two chains or more (NumPyro's formula)."""
+    n = x.shape[-1]
+    within = x.var(axis=-1, ddof=1).mean(axis=-1)
+    return np.sqrt((within * (n - 1) / n + x.mean(axis=-1).var(axis=-1, ddof=1)) / within)
 
 
 def ess(x):
     """Stan's effective sample size of draws shaped (chains, draws), no splitting."""
-    x = np.asarray(x, dtype=np.float64)
-    if _invalid(x):
-        return np.nan
-    m, n = x.shape
-    acov = autocovariance(x, axis=1, bias=True)
-    mean_var = acov[:, 0].mean() * n / (n - 1)
-    var_plus = mean_var * (n - 1) / n + (x.mean(axis=1).var(ddof=1) if m > 1 else 0.0)
-    rho = 1.0 - (mean_var - acov.mean(axis=0)) / var_plus
-    # Geyer's initial positive sequence over pairs (rho[t+1], rho[t+2]).
-    rho_hat = np.zeros(n)
-    rho_hat[0], rho_hat[1] = 1.0, rho[1]
-    even, odd, t = 1.0, rho[1], 1
-    while t < n - 3 and even + odd > 0:
-        even, odd = rho[t + 1], rho[t + 2]
-        if even + odd >= 0:
-            rho_hat[t + 1], rho_hat[t + 2] = even, odd
-        t += 2
-    max_t = t - 2
-    if even > 0:  # Stan's correction: keep the last positive even lag
-        rho_hat[max_t + 1] = even
-    # Geyer's initial monotone sequence.
-    for t in range(1, max_t - 1, 2):
-        if rho_hat[t + 1] + rho_hat[t + 2] > rho_hat[t - 1] + rho_hat[t]:
-            rho_hat[t + 1] = rho_hat[t + 2] = (rho_hat[t - 1] + rho_hat[t]) / 2
-    tau = -1.0 + 2.0 * rho_hat[: max_t + 1].sum() + rho_hat[max_t + 1]
-    tau = max(tau, 1.0 / np.log10(m * n))
-    return float(m * n / tau)
+    return _scalar(batched_ess, x)
 
 
 def ess_mean(x):
     """Split-chain ESS of the draws themselves: the one that sets the MC error of the mean."""
-    return ess(_split(np.asarray(x, dtype=np.float64)))
+    return _scalar(lambda v: batched_ess(split_chains(v)), x)
 
 
 def ess_bulk(x):
     """Bulk effective sample size of draws shaped (chains, draws)."""
-    x = np.asarray(x, dtype=np.float64)
-    if _invalid(x):
-        return np.nan
-    return ess(_z_scale(_split(x)))
+    return _scalar(_bulk, x)
 
 
 def ess_tail(x):
     """Tail ESS: the smaller ESS of the 5% and 95% quantile indicators (a constant
     indicator, as for a discrete site at its extreme value, has none and is skipped)."""
-    x = np.asarray(x, dtype=np.float64)
-    if _invalid(x):
-        return np.nan
-    q05, q95 = np.quantile(x, [0.05, 0.95])
-    return float(np.fmin(ess(_split(x <= q05)), ess(_split(x <= q95))))
+    return _scalar(_tail, x)
 
 
 def r_hat(x):
@@ -95,26 +145,24 @@ def r_hat(x):
     and Stan's `posterior` package (ArviZ folds the split chains, which drops the
     middle draw when the number of draws is odd).
     """
-    x = np.asarray(x, dtype=np.float64)
-    if _invalid(x):
-        return np.nan
-    return _r_hat(x, _z_scale(_split(x)))
-
-
-def _r_hat(x, z):
-    """`r_hat` given `z`, the z-scaled ranks of the split draws of `x`."""
-    folded = np.abs(x - np.median(x))
-    return float(max(gelman_rubin(z), gelman_rubin(_z_scale(_split(folded)))))
+    return _scalar(lambda v: _r_hat(v, _z_scale(split_chains(v))), x)
 
 
 def rank_diagnostics(x):
-    """(r_hat, ess_bulk, ess_tail) of draws (chains, draws), ranking the draws once for
-    the first two (ranking is most of their cost)."""
+    """(r_hat, ess_bulk, ess_tail), each of shape (...), of draws (..., chains, draws):
+    many components at once, ranking the draws once for the first two."""
+
+    def statistics(v):
+        z = _z_scale(split_chains(v))
+        return np.stack([_r_hat(v, z), batched_ess(z), _tail(v)], axis=-1)
+
     x = np.asarray(x, dtype=np.float64)
-    if _invalid(x):
-        return np.nan, np.nan, np.nan
-    z = _z_scale(_split(x))
-    return _r_hat(x, z), ess(z), ess_tail(x)
+    valid = _valid(x)
+    out = np.full(valid.shape + (3,), np.nan)
+    if np.any(valid):
+        with np.errstate(all="ignore"):
+            out[valid] = statistics(x[valid])
+    return out[..., 0], out[..., 1], out[..., 2]
 
 
 class Summary(dict):
@@ -144,7 +192,7 @@ class Summary(dict):
 
 def _row(x):
     q = np.quantile(x, QUANTILES)
-    rhat, bulk, tail = rank_diagnostics(x)
+    rhat, bulk, tail = (float(v) for v in rank_diagnostics(x))
     return {
         "mean": float(x.mean()),
         "sd": float(x.std(ddof=1)) if x.size > 1 else np.nan,
