@@ -112,11 +112,14 @@ def adaptive(
         point, info = propose(
             key, point_at(state), a.step_size, a.inverse_mass_matrix, a.mass_matrix_sqrt
         )
-        adapt = jax.lax.cond(
-            i < num_warmup,
-            lambda: update(state.i, info.accept_prob, point, a),
-            lambda: a,
-        )
+        if isinstance(i, int):  # a fixed step index (SMC moves): one branch, no other compiled
+            adapt = update(state.i, info.accept_prob, point, a) if i < num_warmup else a
+        else:
+            adapt = jax.lax.cond(
+                i < num_warmup,
+                lambda: update(state.i, info.accept_prob, point, a),
+                lambda: a,
+            )
         new = MCMCState(
             state.i + 1, point.z, point.potential_energy, point.z_grad, adapt,
             state.grad_evals + info.num_grad_evals,
