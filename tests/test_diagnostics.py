@@ -107,7 +107,7 @@ def test_small_sites_get_exactly_the_summary_statistics():
     got = {}
     for name, value in samples.items():
         x = value.reshape(3, 101, -1)
-        for label, stats in zip(diag._labels(name, value.shape[2:]), diag._site_stats(x).T):
+        for label, stats in zip(diag._labels(name, value.shape[2:]), diag._component_stats(x).T):
             got[label] = stats
     assert list(got) == list(table)  # same component names, in the same order
     for label, (rh, bulk, tail) in got.items():

@@ -40,9 +40,9 @@ E_BFMI_MIN = 0.3
 TREE_DEPTH_SHARE = 0.01
 R_HAT_MAX = 1.01
 ESS_PER_CHAIN = 100
-# Sites with more components than this are screened before exact checks (`_site_stats`).
+# Runs with more components than this are screened before exact checks (`_component_stats`).
 EXACT_COMPONENTS = 64
-_EXACT_VALUES = 2**18  # draws ranked exactly per site, at most (about 0.1 s)
+_EXACT_VALUES = 2**18  # draws ranked exactly per run, at most (about 0.1 s)
 _CHUNK_VALUES = 2**21  # values per vectorised block (16 MB of float64)
 _NAMES_SHOWN = 6
 
@@ -132,19 +132,20 @@ def _screen(x):
         return rhat, batched_ess(split), tail
 
 
-def _site_stats(x):
-    """(r_hat, ess_bulk, ess_tail) per component of draws (chains, draws, K).
+def _component_stats(x):
+    """(r_hat, ess_bulk, ess_tail) per component of draws (chains, draws, K): the
+    components of all sites of a run together.
 
     Cost control: the exact statistics (those of `Posterior.summary()`, computed for
     all checked components together) cost about 1 ms per component at 4 x 1000 draws,
-    mostly ranking. Sites of up to `EXACT_COMPONENTS` components get them for every
-    component, fewer when there are many draws (so that about `_EXACT_VALUES` draws are
-    ranked, at least 3 components). Larger sites are screened first by `_screen` (the
+    mostly ranking. Runs of up to 2 x `EXACT_COMPONENTS` components get them for every
+    component, fewer when there are many draws (so that about 2 x `_EXACT_VALUES` draws
+    are ranked, at least 6 components). Larger runs are screened first by `_screen` (the
     same statistics without ranks, in blocks of `_CHUNK_VALUES` values), and only the
     worst few (as many as get exact statistics) under each of its three statistics get
     the exact values; the others keep their screen values. So the worst values and the
     names in warnings are exact (barring a screen that misorders near-ties), while
-    counts of flagged components of a large site are approximate.
+    counts of flagged components of a large run are approximate.
     """
     num_components = x.shape[-1]
     out = np.full((3, num_components), np.nan)
@@ -152,7 +153,7 @@ def _site_stats(x):
         return out
     # exact statistics rank every draw of a component: keep that work bounded
     exact = max(3, min(EXACT_COMPONENTS, _EXACT_VALUES // (x.shape[0] * x.shape[1])))
-    if num_components <= exact:
+    if num_components <= 2 * exact:  # the screen would send (nearly) all of them on anyway
         checked = range(num_components)
     else:
         block = max(1, _CHUNK_VALUES // (x.shape[0] * x.shape[1]))
@@ -182,7 +183,7 @@ def _worst(items, reverse):
 def check_convergence(samples):
     """R-hat and bulk/tail ESS over every component of `samples` (name -> (chains,
     draws, ...)): their worst values and one message per kind of failure."""
-    labels, rhat, bulk, tail = [], [], [], []
+    labels, blocks = [], []
     num_chains = None
     for name, value in samples.items():
         value = np.asarray(value)
@@ -193,11 +194,19 @@ def check_convergence(samples):
         if x.shape[-1] == 0:
             continue
         labels += _labels(name, value.shape[2:])
-        for out, v in zip((rhat, bulk, tail), _site_stats(x)):
-            out.append(v)
+        blocks.append(x)
     if not labels:
         return {"r_hat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan}, []
-    rhat, bulk, tail = (np.concatenate(v) for v in (rhat, bulk, tail))
+    # the sites' components together (by shape: a run's draws share one), one vectorised
+    # computation and one budget of exact statistics for them all
+    stats = [None] * len(blocks)
+    for shape in {x.shape[:2] for x in blocks}:
+        group = [i for i, x in enumerate(blocks) if x.shape[:2] == shape]
+        joint = _component_stats(np.concatenate([blocks[i] for i in group], axis=-1))
+        ends = np.cumsum([blocks[i].shape[-1] for i in group])[:-1]
+        for i, part in zip(group, np.split(joint, ends, axis=-1)):
+            stats[i] = part
+    rhat, bulk, tail = np.concatenate(stats, axis=-1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN: no valid component
         diag = {
