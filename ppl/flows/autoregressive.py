@@ -132,12 +132,16 @@ class Coupling(Bijector):
         p = self.transformer.num_params
         return mlp_init(key, split + self.context_size, self.hidden, dim - split, p)
 
+    def _raw(self, params, a, context):
+        """The transformer's parameters from the unchanged part `a` (and the context)."""
+        h = a if context is None else jnp.concatenate([context, a])
+        return mlp_apply(params, h, self.transformer.num_params)
+
     def _apply(self, fn, params, v, context):
         _check_context("Coupling", self.context_size, context)
         split = self._split(v.shape[-1])
         a, b = v[:split], v[split:]
-        h = a if context is None else jnp.concatenate([context, a])
-        out, log_det = fn(mlp_apply(params, h, self.transformer.num_params), b)
+        out, log_det = fn(self._raw(params, a, context), b)
         return jnp.concatenate([a, out]), jnp.sum(log_det)
 
     def forward_and_log_det(self, params, x, context=None):
@@ -152,9 +156,7 @@ class Coupling(Bijector):
         a, b = x[:split], x[split:]
 
         def transformed(a):
-            h = a if context is None else jnp.concatenate([context, a])
-            raw = mlp_apply(params, h, self.transformer.num_params)
-            return self.transformer.forward(raw, b)
+            return self.transformer.forward(self._raw(params, a, context), b)
 
         (out, log_slope), pullback = jax.vjp(transformed, a)
         v = score - self.log_det_gradient(params, x, context)

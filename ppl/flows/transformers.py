@@ -78,13 +78,19 @@ class SplineTransformer:
     def _bin(self, edges, v):
         return jnp.clip(jnp.searchsorted(edges, v, side="right") - 1, 0, self.bins - 1)
 
-    def _forward1(self, raw, x):
-        xs, ys, d = self._knots(raw)
-        inside = jnp.abs(x) < self.bound
-        xc = jnp.clip(x, -self.bound, self.bound)
-        i = self._bin(xs, xc)
+    def _segment(self, raw, v, edges_of):
+        """Knots (xs, ys, d), whether v is inside the bound, v clipped to it, and its bin i
+        with width w, height h and slope s, the bin found on the edges `edges_of` picks
+        (0: the xs, for a forward pass; 1: the ys, for an inverse)."""
+        knots = self._knots(raw)
+        xs, ys, _ = knots
+        vc = jnp.clip(v, -self.bound, self.bound)
+        i = self._bin(knots[edges_of], vc)
         w, h = xs[i + 1] - xs[i], ys[i + 1] - ys[i]
-        s = h / w
+        return knots, jnp.abs(v) < self.bound, vc, i, w, h, h / w
+
+    def _forward1(self, raw, x):
+        (xs, ys, d), inside, xc, i, w, h, s = self._segment(raw, x, 0)
         xi = (xc - xs[i]) / w
         t = xi * (1 - xi)
         den = s + (d[i + 1] + d[i] - 2 * s) * t
@@ -93,12 +99,7 @@ class SplineTransformer:
         return jnp.where(inside, y, x), jnp.where(inside, jnp.log(slope), 0.0)
 
     def _inverse1(self, raw, y):
-        xs, ys, d = self._knots(raw)
-        inside = jnp.abs(y) < self.bound
-        yc = jnp.clip(y, -self.bound, self.bound)
-        i = self._bin(ys, yc)
-        w, h = xs[i + 1] - xs[i], ys[i + 1] - ys[i]
-        s = h / w
+        (xs, ys, d), inside, yc, i, w, h, s = self._segment(raw, y, 1)
         dy = yc - ys[i]
         c2 = d[i + 1] + d[i] - 2 * s
         a = h * (s - d[i]) + dy * c2

@@ -7,13 +7,15 @@ correction, the monotone sequence, and the cap ESS <= S·log10(S). NumPyro's
 so only its autocovariance is reused here.
 """
 
+from functools import partial
+
 import numpy as np
 from numpyro.diagnostics import autocovariance
 from scipy import special, stats
 
 __all__ = [
-    "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics", "gelman_rubin",
-    "batched_ess", "split_chains", "Summary", "summarize",
+    "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
+    "unranked_diagnostics", "Summary", "summarize",
 ]  # fmt: skip
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -25,7 +27,7 @@ COLUMNS = ("mean", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat")
 # component or per lag.
 
 
-def split_chains(x):
+def _split(x):
     """(..., chains, draws) -> (..., 2 * chains, draws // 2): halves of each chain as chains."""
     half = x.shape[-1] // 2
     return np.concatenate([x[..., :half], x[..., x.shape[-1] - half :]], axis=-2)
@@ -46,7 +48,7 @@ def _valid(x):
     return np.all(np.isfinite(flat), axis=-1) & (np.ptp(flat, axis=-1) > 0)
 
 
-def batched_ess(x):
+def _ess(x):
     """Stan's effective sample size, no splitting. Geyer's initial positive sequence over
     the pairs (rho[2j], rho[2j+1]) stops at the first pair with a non-positive sum (or
     the end of the draws); Stan keeps that pair's even lag where it is positive; the
@@ -73,11 +75,12 @@ def batched_ess(x):
     return np.where(_valid(x), ess, np.nan)  # e.g. a constant quantile indicator: none
 
 
-def _batch(statistic, x):
-    """`statistic` of draws (..., chains, draws) as float64, NaN where they are invalid."""
+def _batch(statistic, x, trailing=()):
+    """`statistic` of draws (..., chains, draws) as float64 (its values of shape
+    `trailing` per leading index), NaN where the draws are invalid."""
     x = np.asarray(x, dtype=np.float64)
     valid = _valid(x)
-    out = np.full(valid.shape, np.nan)
+    out = np.full(valid.shape + trailing, np.nan)
     if np.any(valid):
         with np.errstate(all="ignore"):
             out[valid] = statistic(x[valid])
@@ -89,47 +92,51 @@ def _scalar(statistic, x):
     return float(_batch(statistic, x[None])[0])
 
 
-def _bulk(x):
-    return batched_ess(_z_scale(split_chains(x)))
+def _unscaled(x):
+    return x
 
 
 def _tail(x):
     flat = x.reshape(x.shape[:-2] + (-1,))
     q05, q95 = np.quantile(flat, [0.05, 0.95], axis=-1)[..., None, None]
-    return np.fmin(
-        batched_ess(split_chains((x <= q05) * 1.0)), batched_ess(split_chains((x <= q95) * 1.0))
-    )
+    return np.fmin(_ess(_split((x <= q05) * 1.0)), _ess(_split((x <= q95) * 1.0)))
 
 
-def _r_hat(x, z):
-    """Rank-normalised split R-hat given `z`, the normal scores of the split draws."""
+def _r_hat(x, z, scale):
+    """Split R-hat, the larger of the bulk and folded versions, given `z` = scale(split
+    draws); a NaN one (e.g. constant folds) is skipped."""
     median = np.median(x.reshape(x.shape[:-2] + (-1,)), axis=-1)[..., None, None]
-    folded = _z_scale(split_chains(np.abs(x - median)))
-    return np.fmax(
-        gelman_rubin(z), gelman_rubin(folded)
-    )  # a NaN one (e.g. constant folds) is skipped
+    folded = scale(_split(np.abs(x - median)))
+    return np.fmax(_gelman_rubin(z), _gelman_rubin(folded))
 
 
-def gelman_rubin(x):
+def _gelman_rubin(x):
     """R-hat of draws (..., chains, draws), two chains or more (NumPyro's formula)."""
     n = x.shape[-1]
     within = x.var(axis=-1, ddof=1).mean(axis=-1)
     return np.sqrt((within * (n - 1) / n + x.mean(axis=-1).var(axis=-1, ddof=1)) / within)
 
 
+def _diagnostics(x, scale):
+    """(r_hat, ess_bulk, ess_tail) stacked on a last axis, with draws scaled by `scale`
+    (normal scores of ranks, or none) for the first two; the scaling is done once."""
+    z = scale(_split(x))
+    return np.stack([_r_hat(x, z, scale), _ess(z), _tail(x)], axis=-1)
+
+
 def ess(x):
     """Stan's effective sample size of draws shaped (chains, draws), no splitting."""
-    return _scalar(batched_ess, x)
+    return _scalar(_ess, x)
 
 
 def ess_mean(x):
     """Split-chain ESS of the draws themselves: the one that sets the MC error of the mean."""
-    return _scalar(lambda v: batched_ess(split_chains(v)), x)
+    return _scalar(lambda v: _ess(_split(v)), x)
 
 
 def ess_bulk(x):
     """Bulk effective sample size of draws shaped (chains, draws)."""
-    return _scalar(_bulk, x)
+    return _scalar(lambda v: _ess(_z_scale(_split(v))), x)
 
 
 def ess_tail(x):
@@ -145,23 +152,20 @@ def r_hat(x):
     and Stan's `posterior` package (ArviZ folds the split chains, which drops the
     middle draw when the number of draws is odd).
     """
-    return _scalar(lambda v: _r_hat(v, _z_scale(split_chains(v))), x)
+    return _scalar(lambda v: _r_hat(v, _z_scale(_split(v)), _z_scale), x)
 
 
 def rank_diagnostics(x):
     """(r_hat, ess_bulk, ess_tail), each of shape (...), of draws (..., chains, draws):
     many components at once, ranking the draws once for the first two."""
+    out = _batch(partial(_diagnostics, scale=_z_scale), x, (3,))
+    return out[..., 0], out[..., 1], out[..., 2]
 
-    def statistics(v):
-        z = _z_scale(split_chains(v))
-        return np.stack([_r_hat(v, z), batched_ess(z), _tail(v)], axis=-1)
 
-    x = np.asarray(x, dtype=np.float64)
-    valid = _valid(x)
-    out = np.full(valid.shape + (3,), np.nan)
-    if np.any(valid):
-        with np.errstate(all="ignore"):
-            out[valid] = statistics(x[valid])
+def unranked_diagnostics(x):
+    """`rank_diagnostics` without the ranks (sorting is most of its cost): cheap stand-ins
+    that find the worst of many components."""
+    out = _batch(partial(_diagnostics, scale=_unscaled), x, (3,))
     return out[..., 0], out[..., 1], out[..., 2]
 
 

@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from ppl.errors import SamplingWarning
-from ppl.infer.summary import batched_ess, gelman_rubin, rank_diagnostics, split_chains
+from ppl.infer.summary import rank_diagnostics, unranked_diagnostics
 
 __all__ = [
     "SamplingWarning", "warn", "e_bfmi", "check_energy", "check_tree_depth",
@@ -115,23 +115,6 @@ def _labels(name, shape):
     return [name if not i else f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
 
 
-def _screen(x):
-    """Cheap stand-ins for (r_hat, ess_bulk, ess_tail) of each row of draws (K, chains,
-    draws): the same statistics without ranks (sorting is most of the exact ones' cost):
-    split R-hat of the draws and of their distance to the median, ESS of the draws and
-    of the 5% / 95% quantile indicators."""
-    flat = x.reshape(x.shape[0], -1)
-    with np.errstate(all="ignore"):  # broken components give NaN, dropped by the caller
-        median = np.median(flat, axis=1)[:, None, None]
-        q05, q95 = np.quantile(flat, [0.05, 0.95], axis=1)[..., None, None]
-        split, folded = split_chains(x), split_chains(np.abs(x - median))
-        rhat = np.fmax(gelman_rubin(split), gelman_rubin(folded))
-        tail = np.fmin(
-            batched_ess(split_chains((x <= q05) * 1.0)), batched_ess(split_chains((x <= q95) * 1.0))
-        )
-        return rhat, batched_ess(split), tail
-
-
 def _component_stats(x):
     """(r_hat, ess_bulk, ess_tail) per component of draws (chains, draws, K): the
     components of all sites of a run together.
@@ -140,9 +123,9 @@ def _component_stats(x):
     all checked components together) cost about 1 ms per component at 4 x 1000 draws,
     mostly ranking. Runs of up to 2 x `EXACT_COMPONENTS` components get them for every
     component, fewer when there are many draws (so that about 2 x `_EXACT_VALUES` draws
-    are ranked, at least 6 components). Larger runs are screened first by `_screen` (the
-    same statistics without ranks, in blocks of `_CHUNK_VALUES` values), and only the
-    worst few (as many as get exact statistics) under each of its three statistics get
+    are ranked, at least 6 components). Larger runs are screened first by
+    `unranked_diagnostics` (the same statistics without ranks, in blocks of
+    `_CHUNK_VALUES` values), and only the worst few (as many as get exact statistics) under each of its three statistics get
     the exact values; the others keep their screen values. So the worst values and the
     names in warnings are exact (barring a screen that misorders near-ties), while
     counts of flagged components of a large run are approximate.
@@ -158,7 +141,7 @@ def _component_stats(x):
     else:
         block = max(1, _CHUNK_VALUES // (x.shape[0] * x.shape[1]))
         chunks = [
-            _screen(np.ascontiguousarray(np.moveaxis(x[..., i : i + block], -1, 0)))
+            unranked_diagnostics(np.ascontiguousarray(np.moveaxis(x[..., i : i + block], -1, 0)))
             for i in range(0, num_components, block)
         ]
         out[:] = [np.concatenate(c) for c in zip(*chunks)]
