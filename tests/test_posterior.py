@@ -10,10 +10,14 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats
 
 import ppl
 from ppl.errors import PPLError
-from ppl.infer.summary import COLUMNS
+from ppl.infer.summary import COLUMNS, _average_ranks
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # ArviZ announces its 1.0 refactor
@@ -102,6 +106,21 @@ def test_summary_odd_and_short_chains(draws):
     np.testing.assert_allclose(row["ess_bulk"], az.ess(x, method="bulk"), rtol=RTOL)
     np.testing.assert_allclose(row["ess_tail"], az.ess(x, method="tail"), rtol=RTOL)
     np.testing.assert_allclose(row["r_hat"], rank_r_hat(x), rtol=RTOL)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9),
+        elements=st.sampled_from([-2.5, -1.0, 0.0, 0.5, 3.0]) | st.floats(-1e3, 1e3),
+    )
+)
+def test_average_ranks_match_scipy_with_ties(x):
+    # Few distinct values: many ties, within and across the rows of the last axis.
+    np.testing.assert_array_equal(
+        _average_ranks(x), stats.rankdata(x, method="average", axis=-1)
+    )
 
 
 def test_summary_selects_sites_and_prints(synthetic):

@@ -11,7 +11,7 @@ from functools import partial
 
 import numpy as np
 from numpyro.diagnostics import autocovariance
-from scipy import special, stats
+from scipy import special
 
 __all__ = [
     "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
@@ -33,10 +33,29 @@ def _split(x):
     return np.concatenate([x[..., :half], x[..., x.shape[-1] - half :]], axis=-2)
 
 
+def _average_ranks(x):
+    """Ranks 1..n along the last axis, tied values sharing their average rank (as
+    `scipy.stats.rankdata(method="average")`, in about half its time): one sort per row,
+    then the tie groups of all rows in one flat pass (a row's first value starts a group)."""
+    n = x.shape[-1]
+    rows = x.reshape(-1, n)
+    order = np.argsort(rows, axis=-1)
+    ordered = np.take_along_axis(rows, order, axis=-1)
+    starts_group = np.empty(ordered.shape, bool)
+    starts_group[:, 0] = True
+    np.not_equal(ordered[:, 1:], ordered[:, :-1], out=starts_group[:, 1:])
+    first = np.flatnonzero(starts_group)  # flat positions where a group starts
+    end = np.append(first[1:], starts_group.size)  # one past its last
+    average = 0.5 * (first + end + 1) - (first // n) * n  # 1-based, within the row
+    ranks = np.empty(rows.size)
+    ranks[(order + n * np.arange(len(rows))[:, None]).ravel()] = np.repeat(average, end - first)
+    return ranks.reshape(x.shape)
+
+
 def _z_scale(x):
     """Normal scores of the ranks (ties averaged) over each leading index's draws."""
     flat = x.reshape(x.shape[:-2] + (-1,))
-    ranks = stats.rankdata(flat, method="average", axis=-1).reshape(x.shape)
+    ranks = _average_ranks(flat).reshape(x.shape)
     return special.ndtri((ranks - 0.375) / (flat.shape[-1] + 0.25))  # norm.ppf, less overhead
 
 
@@ -96,10 +115,15 @@ def _unscaled(x):
     return x
 
 
-def _tail(x):
+def _tail_indicators(x):
+    """The split draws' indicators of the 5% and 95% quantiles, stacked on a first axis."""
     flat = x.reshape(x.shape[:-2] + (-1,))
-    q05, q95 = np.quantile(flat, [0.05, 0.95], axis=-1)[..., None, None]
-    return np.fmin(_ess(_split((x <= q05) * 1.0)), _ess(_split((x <= q95) * 1.0)))
+    quantiles = np.quantile(flat, [0.05, 0.95], axis=-1)[..., None, None]
+    return _split((x <= quantiles) * 1.0)
+
+
+def _tail(x):
+    return np.fmin(*_ess(_tail_indicators(x)))
 
 
 def _r_hat(x, z, scale):
@@ -121,7 +145,8 @@ def _diagnostics(x, scale):
     """(r_hat, ess_bulk, ess_tail) stacked on a last axis, with draws scaled by `scale`
     (normal scores of ranks, or none) for the first two; the scaling is done once."""
     z = scale(_split(x))
-    return np.stack([_r_hat(x, z, scale), _ess(z), _tail(x)], axis=-1)
+    bulk, q05, q95 = _ess(np.concatenate([z[None], _tail_indicators(x)]))  # one FFT pass
+    return np.stack([_r_hat(x, z, scale), bulk, np.fmin(q05, q95)], axis=-1)
 
 
 def ess(x):
