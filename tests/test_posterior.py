@@ -118,9 +118,7 @@ def test_summary_odd_and_short_chains(draws):
 )
 def test_average_ranks_match_scipy_with_ties(x):
     # Few distinct values: many ties, within and across the rows of the last axis.
-    np.testing.assert_array_equal(
-        _average_ranks(x), stats.rankdata(x, method="average", axis=-1)
-    )
+    np.testing.assert_array_equal(_average_ranks(x), stats.rankdata(x, method="average", axis=-1))
 
 
 def test_summary_selects_sites_and_prints(synthetic):
