@@ -27,13 +27,15 @@ Settings (the same for every library):
 Timing: each (model, library, kernel) runs in its own fresh subprocess, with
 ppl's persistent compilation cache off. "cold" is the first 4-chain call,
 compilation included, as in a user's script (imports and data are made before
-the clock starts, the same for all); "warm" a second call with another seed.
+the clock starts, the same for all); "warm" the median time of three further calls with
+other seeds (WARM_SEEDS).
 At 128 chains the same process then makes a first call ("first": compilation
-for the new shapes, in a process that has compiled the 4-chain run) and a warm
-one. For ppl, "of which sampler s" is the time inside its driver (warmup and
+for the new shapes, in a process that has compiled the 4-chain run) and warm
+ones. For ppl, "of which sampler s" is the time inside its driver (warmup and
 sampling), the rest of a call being chain initialisation, transforms and the
 R-hat/ESS checks every ppl run makes. ESS is ppl's rank-normalised bulk ESS (Stan's estimator) for
-every library, the minimum over parameters, of the warm run. "grads/draw" is
+every library, the minimum over parameters, averaged over the warm runs (one run's value
+moves by about 10% from seed to seed, as much as the ratios it would decide). "grads/draw" is
 gradient evaluations per draw per chain while sampling, where the library
 reports them.
 
@@ -82,6 +84,7 @@ CHEAP = {"mala": 10, "rwmh": 10}  # step multiplier for kernels with <= 1 gradie
 SETTINGS = {4: (500, 1000), 128: (200, 200)}  # chains: (warmup, draws) of NUTS and HMC
 SETTINGS = {c: SETTINGS[c] for c in subset("BENCH_CHAINS", tuple(SETTINGS))}
 QUICK = {4: (50, 50), 128: (20, 20)}
+WARM_SEEDS = (1, 2, 3)  # warm calls per run: median time, mean ESS (one run's ESS is ±10%)
 
 
 def steps(kernel, num_chains, quick=False):
@@ -293,11 +296,20 @@ def worker(model, library, kernel, quick):
     for num_chains in SETTINGS:
         args = (model, kernel, num_chains, *steps(kernel, num_chains, quick))
         r = out[num_chains] = {}
-        for label, seed in (("cold" if num_chains == 4 else "first", 0), ("warm", 1)):
+        t0 = time.perf_counter()
+        RUNNERS[library](*args, 0)
+        r["cold" if num_chains == 4 else "first"] = time.perf_counter() - t0
+        times, ess, grads, sampler = [], [], [], []
+        for seed in WARM_SEEDS:
             t0 = time.perf_counter()
-            draws, r["grads"], r["sampler"] = RUNNERS[library](*args, seed)
-            r[label] = time.perf_counter() - t0
-        r["ess"] = min_ess_bulk(draws)
+            draws, g, s = RUNNERS[library](*args, seed)
+            times.append(time.perf_counter() - t0)
+            ess.append(min_ess_bulk(draws))
+            grads.append(g)
+            sampler.append(s)
+        r["warm"], r["ess"] = float(np.median(times)), float(np.mean(ess))
+        r["grads"] = None if grads[0] is None else float(np.mean(grads))
+        r["sampler"] = None if sampler[0] is None else float(np.median(sampler))
         r["ess_per_s"] = r["ess"] / r["warm"]
     print(json.dumps(out))
 
