@@ -45,7 +45,7 @@ CPU triangular solve is fast alone (faster than the hand-written precision form,
 see the last table) but 10-100x slower while other processes share the cores,
 which makes those rows swing from run to run.
 
-    python benchmarks/mcmc_vs_anchors.py          # ~8 min on 2 CPU cores
+    python benchmarks/mcmc_vs_anchors.py          # ~11 min on 2 CPU cores
     python benchmarks/mcmc_vs_anchors.py --quick  # tiny settings, to check it runs
     BENCH_CHAINS=128 BENCH_MODELS=logistic BENCH_KERNELS=nuts python ...  # a part of it
 """
