@@ -15,7 +15,7 @@ import pytest
 
 import ppl
 from ppl import dist, examples
-from ppl.infer.summary import ess_bulk, ess_tail, r_hat, summarize
+from ppl.infer.summary import component_labels, ess_bulk, ess_tail, r_hat, summarize
 from ppl.mcmc import NUTS, RWMH, cycle, repeat
 from ppl.mcmc import diagnostics as diag
 from ppl.mcmc.diagnostics import SamplingWarning
@@ -107,7 +107,9 @@ def test_small_sites_get_exactly_the_summary_statistics():
     got = {}
     for name, value in samples.items():
         x = value.reshape(3, 101, -1)
-        for label, stats in zip(diag._labels(name, value.shape[2:]), diag._component_stats(x).T):
+        for label, stats in zip(
+            component_labels(name, value.shape[2:]), diag._component_stats(x).T
+        ):
             got[label] = stats
     assert list(got) == list(table)  # same component names, in the same order
     for label, (rh, bulk, tail) in got.items():

@@ -12,13 +12,10 @@ single-device run, with the 20 terms summed in another order.
 """
 
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 from child_process import run_child
-
-ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = textwrap.dedent(
     """

@@ -15,7 +15,6 @@ run is checked against the exact posterior and for bit-for-bit reproducibility.
 """
 
 import textwrap
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -28,7 +27,6 @@ from ppl.infer.summary import ess_mean
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # short runs: r_hat/ESS warnings
 
-ROOT = Path(__file__).resolve().parents[1]
 NUM_SIGMAS = 4.0  # a correct sampler fails a 4-sigma check with probability ~6e-5
 
 CHILD = textwrap.dedent(

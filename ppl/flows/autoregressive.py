@@ -151,17 +151,20 @@ class Coupling(Bijector):
 
     def forward_and_score(self, params, x, score, context=None):
         # J = [[I, 0], [B, D]] with B = ∂y_b/∂x_a, D = diag(τ'): J⁻ᵀ v = (v_a - Bᵀ w_b, w_b)
-        # with w_b = v_b / τ' (one backward pass through the conditioner)
+        # with w_b = v_b / τ', v = score - ∇ log|det J|: one forward pass through the
+        # conditioner, pulled back twice (for ∇ log|det J| and for Bᵀ w_b)
+        _check_context("Coupling", self.context_size, context)
         split = self._split(x.shape[-1])
         a, b = x[:split], x[split:]
 
-        def transformed(a):
+        def transformed(a, b):
             return self.transformer.forward(self._raw(params, a, context), b)
 
-        (out, log_slope), pullback = jax.vjp(transformed, a)
-        v = score - self.log_det_gradient(params, x, context)
-        w_b = v[split:] * jnp.exp(-log_slope)
-        w_a = v[:split] - pullback((w_b, jnp.zeros_like(log_slope)))[0]
+        (out, log_slope), pullback = jax.vjp(transformed, a, b)
+        zeros_out, zeros_slope = jnp.zeros_like(out), jnp.zeros_like(log_slope)
+        det_a, det_b = pullback((zeros_out, jnp.ones_like(log_slope)))
+        w_b = (score[split:] - det_b) * jnp.exp(-log_slope)
+        w_a = score[:split] - det_a - pullback((w_b, zeros_slope))[0]
         return jnp.concatenate([a, out]), jnp.concatenate([w_a, w_b])
 
     def inverse_and_log_det(self, params, y, context=None):

@@ -29,12 +29,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ppl.gp.fit import GPMethod, minibatch
+from ppl.gp.fit import GPMethod, check_size, minibatch
 from ppl.gp.init import coreset_init
 from ppl.gp.likelihoods import expected_log_lik
 from ppl.gp.linalg import cholesky, tri_inv
 from ppl.gp.model import GP
-from ppl.gp.svgp import _check_m
 
 __all__ = ["CoresetVI", "coreset_kl", "coreset_marginals", "coreset_elbo"]
 
@@ -118,7 +117,7 @@ class CoresetVI(GPMethod):
     name = "coreset_vi"
 
     def check(self, data):
-        _check_m(self, "num_points", self.num_points, data)
+        check_size(self, "num_points", data)
 
     def init_variational(self, key, X, y, spec):
         n = min(self.init_subsample, X.shape[0])

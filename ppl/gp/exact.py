@@ -22,17 +22,20 @@ from ppl.gp.model import GP
 __all__ = ["log_marginal_likelihood", "predict", "Exact"]
 
 
-def _factor(kernel, X, noise_var):
+def _noisy_gram(kernel, X, noise_var):
+    """K(X, X) + σ² I."""
     X = _as_2d(X)
-    K = kernel(X, X) + noise_var * jnp.eye(X.shape[0], dtype=X.dtype)
-    return cholesky(K)
+    return kernel(X, X) + noise_var * jnp.eye(X.shape[0], dtype=X.dtype)
+
+
+def _factor(kernel, X, noise_var):
+    return cholesky(_noisy_gram(kernel, X, noise_var))
 
 
 def log_marginal_likelihood(kernel, X, y, noise, mean_fn=None, *, return_jitter=False):
     """log N(y; m(X), K(X, X) + noise² I); with return_jitter, also the jitter used."""
-    X = _as_2d(X)
-    K = kernel(X, X) + jnp.square(noise) * jnp.eye(X.shape[0], dtype=X.dtype)
-    value, jitter = _gaussian_log_density(K, y - GP(kernel, mean_fn).mean(X))
+    K = _noisy_gram(kernel, X, jnp.square(noise))
+    value, jitter = _gaussian_log_density(K, y - GP(kernel, mean_fn).mean(_as_2d(X)))
     return (value, jitter) if return_jitter else value
 
 

@@ -10,7 +10,6 @@ surrogate is the GP objective. Hyperparameters (kernel, noise) are learned joint
 the log scale.
 """
 
-import numbers
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -22,13 +21,15 @@ import numpy as np
 
 from ppl.errors import DataError, OptionError
 from ppl.gp.kernels import Kernel, from_unconstrained, to_unconstrained
-from ppl.gp.model import gp_data
-from ppl.infer.method import Method
+from ppl.gp.model import finite_2d, gp_data
+from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.vi.program import SurrogateOut
-from ppl.vi.svi import DEFAULT_OPTIMIZER, SVI, EarlyStopping, SVIState
+from ppl.vi.svi import DEFAULT_OPTIMIZER, SVI, SVIState, _final_loss
 
-__all__ = ["GPMethod", "GPPosterior", "Spec", "minibatch", "named_hyperparameters"]
+__all__ = [
+    "GPMethod", "GPPosterior", "Spec", "check_size", "minibatch", "named_hyperparameters",
+]  # fmt: skip
 
 #: Rows of X_new per compiled prediction call (bounds memory to this × M or × N).
 PREDICT_BLOCK = 4096
@@ -78,17 +79,13 @@ class GPMethod(Method):
 
     def __post_init__(self):
         super().__post_init__()
-        cls = type(self).__name__
         for name in ("batch_size", "num_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-                raise OptionError(f"{cls}: {name}={v!r} must be an integer >= 1")
+            check_option(self, name, lambda v: v >= 1, "an integer >= 1", integer=True)
         if not (hasattr(self.optimizer, "init") and hasattr(self.optimizer, "update")):
             raise OptionError(
-                f"{cls}: optimizer={self.optimizer!r} must be an optax GradientTransformation"
+                f"{type(self).__name__}: optimizer={self.optimizer!r} must be an optax "
+                "GradientTransformation"
             )
-        if self.early_stopping is True:
-            object.__setattr__(self, "early_stopping", EarlyStopping())
 
     # ----- what each method defines -------------------------------------------------
 
@@ -144,7 +141,7 @@ class GPMethod(Method):
         steps = np.asarray(state.step)
         diagnostics = {
             "loss": np.asarray(losses),
-            "final_loss": np.asarray([np.nanmean(row[-100:]) for row in np.asarray(losses)]),
+            "final_loss": _final_loss(np.asarray(losses), steps),
             "steps": steps,
             "epochs": steps * spec.batch_size / N,
             "nonfinite_steps": np.asarray(state.nonfinite),
@@ -161,6 +158,17 @@ class GPMethod(Method):
             samples, diagnostics, method=self.label, model=model, gp=self, spec=spec,
             params=params, X=data.X, y=data.y,
         )  # fmt: skip
+
+
+def check_size(method, field, data):
+    """Check a count of points (inducing or coreset points) against the data size."""
+    check_option(method, field, lambda v: v >= 1, "an integer >= 1", integer=True)
+    M, N = getattr(method, field), data.X.shape[0]
+    if M > N:
+        raise DataError(
+            f"{type(method).__name__}: {field}={M} is larger than the number of data points "
+            f"N={N}; use {field} <= {N} (for small N, ppl.gp.Exact is exact and cheap)"
+        )
 
 
 @partial(jax.jit, static_argnums=(0, 1))
@@ -228,15 +236,12 @@ class GPPosterior(Posterior):
         """(mean, variance) of f(X_new), each (n,). With several fits (chains) it is
         the equal mixture of their Gaussians: mean of means, mean variance plus the
         variance of the means."""
-        X_new = np.asarray(X_new)
-        X_new = X_new[:, None] if X_new.ndim == 1 else X_new
+        X_new = finite_2d(X_new, "predict: X_new")
         D = self._X.shape[1]
-        if X_new.ndim != 2 or X_new.shape[1] != D:
+        if X_new.shape[1] != D:
             raise DataError(
                 f"predict: X_new must be (n, {D}) like the training X, got {X_new.shape}"
             )
-        if not np.all(np.isfinite(X_new)):
-            raise DataError("predict: X_new has non-finite values (NaN or inf)")
         X_new = jnp.asarray(X_new, self._X.dtype)
         n = X_new.shape[0]
         # blocks padded to a power of two (≥ 256): few shapes, so few compilations

@@ -70,7 +70,8 @@ def gp_regression(X, y, kernel, noise, mean_fn=None, likelihood="gaussian"):
 _MODEL = Model(gp_regression)
 
 
-def _finite_2d(X, what):
+def finite_2d(X, what):
+    """X as a finite numeric (N, D) array ((N,) becomes (N, 1)), or a DataError naming `what`."""
     X = np.asarray(X)
     if X.ndim == 1:
         X = X[:, None]
@@ -101,7 +102,7 @@ def regression(X, y, *, kernel, noise=1.0, mean_fn=None, likelihood="gaussian"):
         isinstance(noise, numbers.Real) and not isinstance(noise, bool) and noise > 0
     ):
         raise OptionError(f"noise={noise!r} must be a positive number (a standard deviation)")
-    X = _finite_2d(X, "X")
+    X = finite_2d(X, "X")
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"y must be a vector (N,), got shape {y.shape}")
@@ -110,7 +111,7 @@ def regression(X, y, *, kernel, noise=1.0, mean_fn=None, likelihood="gaussian"):
             f"X has {X.shape[0]} rows but y has {y.shape[0]} values; they must match "
             "(one output per input)"
         )
-    y = _finite_2d(y, "y")[:, 0]
+    y = finite_2d(y, "y")[:, 0]
     if likelihood == "bernoulli" and not np.all((y == 0) | (y == 1)):
         raise DataError("likelihood='bernoulli' needs y in {0, 1}")
     dtype = jnp.result_type(float)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from ppl.errors import DataError, OptionError
-from ppl.gp.fit import GPMethod, minibatch
+from ppl.gp.fit import GPMethod, check_size, minibatch
 from ppl.gp.init import coreset_init
 from ppl.gp.likelihoods import expected_log_lik
 from ppl.gp.linalg import cholesky, tri_inv
@@ -44,7 +43,7 @@ class SVGP(GPMethod):
     name = "svgp"
 
     def check(self, data):
-        _check_m(self, "num_inducing", self.num_inducing, data)
+        check_size(self, "num_inducing", data)
 
     def init_variational(self, key, X, y, spec):
         M = self.num_inducing
@@ -83,15 +82,3 @@ class SVGP(GPMethod):
 
     def constrained(self, params):
         return {"inducing_inputs": params["Z"], "mu": params["mu"]}
-
-
-def _check_m(method, field, M, data):
-    cls = type(method).__name__
-    if isinstance(M, bool) or not isinstance(M, int) or M < 1:
-        raise OptionError(f"{cls}: {field}={M!r} must be an integer >= 1")
-    N = data.X.shape[0]
-    if M > N:
-        raise DataError(
-            f"{cls}: {field}={M} is larger than the number of data points N={N}; use "
-            f"{field} <= {N} (for small N, ppl.gp.Exact is exact and cheap)"
-        )

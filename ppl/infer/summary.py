@@ -10,12 +10,12 @@ so only its autocovariance is reused here.
 from functools import partial
 
 import numpy as np
-from numpyro.diagnostics import autocovariance
+from numpyro.diagnostics import autocovariance, gelman_rubin
 from scipy import special
 
 __all__ = [
     "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
-    "unranked_diagnostics", "Summary", "summarize",
+    "unranked_diagnostics", "Summary", "summarize", "component_labels",
 ]  # fmt: skip
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -135,10 +135,8 @@ def _r_hat(x, z, scale):
 
 
 def _gelman_rubin(x):
-    """R-hat of draws (..., chains, draws), two chains or more (NumPyro's formula)."""
-    n = x.shape[-1]
-    within = x.var(axis=-1, ddof=1).mean(axis=-1)
-    return np.sqrt((within * (n - 1) / n + x.mean(axis=-1).var(axis=-1, ddof=1)) / within)
+    """NumPyro's R-hat of draws (..., chains, draws)."""
+    return gelman_rubin(np.moveaxis(x, (-2, -1), (0, 1)))
 
 
 def _diagnostics(x, scale):
@@ -219,31 +217,33 @@ class Summary(dict):
         return pd.DataFrame.from_dict(self, orient="index")
 
 
-def _row(x):
-    q = np.quantile(x, QUANTILES)
-    rhat, bulk, tail = (float(v) for v in rank_diagnostics(x))
-    return {
-        "mean": float(x.mean()),
-        "sd": float(x.std(ddof=1)) if x.size > 1 else np.nan,
-        "5%": float(q[0]),
-        "50%": float(q[1]),
-        "95%": float(q[2]),
-        "ess_bulk": bulk,
-        "ess_tail": tail,
-        "r_hat": rhat,
-    }
+def component_labels(name, shape):
+    """Names of a site's scalar components: `theta`, `theta[3]`, `L[0,1]`."""
+    return [name if not i else f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
 
 
 def summarize(samples):
-    """A `Summary` of every scalar component of `samples` (name -> (chains, draws, ...))."""
+    """A `Summary` of every scalar component of `samples` (name -> (chains, draws, ...));
+    each site's components get their R-hat and ESS in one vectorised computation."""
     table = Summary()
     for name, value in samples.items():
         value = np.asarray(value)
         if not np.issubdtype(value.dtype, np.number) and value.dtype != bool:
             continue
         value = value.astype(np.float64)
-        site_shape = value.shape[2:]
-        for idx in np.ndindex(*site_shape):
-            label = name if not idx else f"{name}[{','.join(map(str, idx))}]"
-            table[label] = _row(value[(slice(None), slice(None), *idx)])
+        components = np.moveaxis(value.reshape(value.shape[:2] + (-1,)), -1, 0)
+        rhat, bulk, tail = rank_diagnostics(components)
+        for k, label in enumerate(component_labels(name, value.shape[2:])):
+            x = components[k]
+            q = np.quantile(x, QUANTILES)
+            table[label] = {
+                "mean": float(x.mean()),
+                "sd": float(x.std(ddof=1)) if x.size > 1 else np.nan,
+                "5%": float(q[0]),
+                "50%": float(q[1]),
+                "95%": float(q[2]),
+                "ess_bulk": float(bulk[k]),
+                "ess_tail": float(tail[k]),
+                "r_hat": float(rhat[k]),
+            }
     return table

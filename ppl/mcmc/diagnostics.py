@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from ppl.errors import SamplingWarning
-from ppl.infer.summary import rank_diagnostics, unranked_diagnostics
+from ppl.infer.summary import component_labels, rank_diagnostics, unranked_diagnostics
 
 __all__ = [
     "SamplingWarning", "warn", "e_bfmi", "check_energy", "check_tree_depth",
@@ -110,11 +110,6 @@ def check_tree_depth(hits, num_draws, max_tree_depth):
 # ----- convergence of the draws ---------------------------------------------------------
 
 
-def _labels(name, shape):
-    """Component names as in `Posterior.summary()`: `theta`, `theta[3]`, `L[0,1]`."""
-    return [name if not i else f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
-
-
 def _component_stats(x):
     """(r_hat, ess_bulk, ess_tail) per component of draws (chains, draws, K): the
     components of all sites of a run together.
@@ -137,7 +132,7 @@ def _component_stats(x):
     # exact statistics rank every draw of a component: keep that work bounded
     exact = max(3, min(EXACT_COMPONENTS, _EXACT_VALUES // (x.shape[0] * x.shape[1])))
     if num_components <= 2 * exact:  # the screen would send (nearly) all of them on anyway
-        checked = range(num_components)
+        checked = np.arange(num_components)
     else:
         block = max(1, _CHUNK_VALUES // (x.shape[0] * x.shape[1]))
         chunks = [
@@ -147,10 +142,8 @@ def _component_stats(x):
         out[:] = [np.concatenate(c) for c in zip(*chunks)]
         badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=-np.inf)
         checked = np.unique(np.argsort(badness, axis=1)[:, :exact])
-    checked = np.asarray(list(checked), int)
+    # constant or broken draws get NaN (as in `ppl.infer.summary`), screened or not
     out[:, checked] = rank_diagnostics(np.moveaxis(x[..., checked], -1, 0))
-    invalid = ~np.all(np.isfinite(x), axis=(0, 1)) | (np.ptp(x, axis=(0, 1)) == 0)
-    out[:, invalid] = np.nan  # as `ppl.infer.summary`: no statistic of constant or broken draws
     return out
 
 
@@ -176,7 +169,7 @@ def check_convergence(samples):
         x = value.astype(np.float64).reshape(value.shape[:2] + (-1,))
         if x.shape[-1] == 0:
             continue
-        labels += _labels(name, value.shape[2:])
+        labels += component_labels(name, value.shape[2:])
         blocks.append(x)
     if not labels:
         return {"r_hat_max": np.nan, "ess_bulk_min": np.nan, "ess_tail_min": np.nan}, []

@@ -179,11 +179,14 @@ def describe(bound_model, proposal=None):
     leaves, treedef = jax.tree.flatten(bound_model)
     key = (treedef, tuple((np.shape(v), jnp.result_type(v)) for v in leaves), proposal)
     if key not in _LAYOUTS:
+        if len(_LAYOUTS) >= MAX_LAYOUTS:  # bounded: keys hold proposals, maybe fresh lambdas
+            del _LAYOUTS[next(iter(_LAYOUTS))]  # the oldest
         _LAYOUTS[key] = abstract_call(lambda m: _describe(m, proposal), bound_model)
     return _LAYOUTS[key]
 
 
 _LAYOUTS = {}  # (model structure, data shapes, proposal) -> Layout
+MAX_LAYOUTS = 64
 
 
 def _describe(bound_model, proposal):

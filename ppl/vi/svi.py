@@ -90,7 +90,7 @@ class SVIState(NamedTuple):
     best: jax.Array
     since: jax.Array
     stopped_at: jax.Array
-    unsafe: jax.Array = jnp.array(False)
+    unsafe: jax.Array
 
     @classmethod
     def fresh(cls, params, opt_state, baseline):
@@ -98,7 +98,7 @@ class SVIState(NamedTuple):
         i = jnp.zeros((), jnp.int32)
         return cls(
             params, opt_state, baseline, i, i, i, i - 1,
-            jnp.array(jnp.nan), jnp.array(jnp.inf), i, i - 1,
+            jnp.array(jnp.nan), jnp.array(jnp.inf), i, i - 1, jnp.zeros((), bool),
         )  # fmt: skip
 
 
