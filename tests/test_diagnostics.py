@@ -194,6 +194,19 @@ def test_large_site_is_screened_and_its_worst_components_are_exact():
     assert ess_messages and all("z[250]: " in m for m in ess_messages)
 
 
+def test_constant_components_do_not_take_the_exact_checks_of_others():
+    # constant draws (e.g. a Cholesky factor's structural zeros) have no statistic; they
+    # must not fill the budget of exact statistics meant for the worst components
+    gen = rng()
+    z = gen.normal(size=(4, 400, 300))
+    z[:, :, 250] = ar1(gen, (4, 400), 0.97)
+    out, _ = diag.check_convergence({"zeros": np.zeros((4, 400, 400)), "z": z})
+    exact = np.array([(r_hat(c), ess_bulk(c), ess_tail(c)) for c in np.moveaxis(z, -1, 0)])
+    assert out["r_hat_max"] == exact[:, 0].max()
+    assert out["ess_bulk_min"] == exact[:, 1].min()
+    assert out["ess_tail_min"] == exact[:, 2].min()
+
+
 # ----- one run, combined kernels ------------------------------------------------------------
 
 

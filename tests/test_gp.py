@@ -164,6 +164,20 @@ def test_exact_method_maximises_the_marginal_likelihood(small):
     assert mean.shape == var.shape == (30,) and np.all(var >= 0)
 
 
+def test_fixed_hyperparameters_stay_put_and_exact_counts_full_epochs():
+    # learn_hyperparameters=False: the optimizer does not touch them, weight decay
+    # included; Exact reads all the data every step, so each step is one epoch
+    X, y = data_1d(600, seed=5)
+    m = gp.regression(X, y, kernel=K.RBF(0.5, 1.2), noise=0.3)
+    decay = optax.adamw(0.05, weight_decay=0.5)
+    meth = gp.SVGP(num_inducing=10, num_steps=30, learn_hyperparameters=False, optimizer=decay)
+    post = ppl.infer(m, method=meth, num_chains=1, progress=False)
+    fixed = [post.samples[n][0, 0] for n in ("kernel.lengthscale", "kernel.amplitude", "noise")]
+    np.testing.assert_allclose(fixed, [0.5, 1.2, 0.3], rtol=1e-6)
+    post = ppl.infer(m, method=gp.Exact(num_steps=3), num_chains=1, progress=False)
+    assert post.diagnostics["epochs"][0] == post.diagnostics["steps"][0] == 3
+
+
 def test_ill_conditioned_kernel_escalates_jitter_and_reports_it():
     x = np.zeros((30, 1))  # 30 copies of one input: K is rank one
     L, jitter = gp.cholesky(K.RBF()(x, x))

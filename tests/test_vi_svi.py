@@ -231,6 +231,25 @@ def test_early_stopping_on_a_plateau():
     check_exact(d["params"]["auto_loc"][0, 0], d["params"]["auto_scale"][0, 0], 0.5, 0.3)
 
 
+def test_a_stopped_fit_makes_the_driver_redo_no_chunk(monkeypatch):
+    # a stopped fit's losses are NaN by design: chunks after its stop must not be rerun
+    # with guarded steps (only a non-finite value in an active fit asks for that)
+    answers = []
+    needs_safe = svi_module.SVIProgram.needs_safe
+
+    def spy(self, state, out):
+        answers.append(needs_safe(self, state, out))
+        return answers[-1]
+
+    monkeypatch.setattr(svi_module.SVIProgram, "needs_safe", spy)
+    stop = EarlyStopping(patience=200, tolerance=0.01)
+    method = SVI(optimizer=optax.adam(2e-2), num_steps=20000, early_stopping=stop)
+    post = ppl.infer(normal_mean(X), method, num_samples=10, num_chains=2, progress=False, seed=1)
+    at = post.diagnostics["stopped_early_at"]
+    assert np.all(at > 0) and at.min() // 1000 < at.max() // 1000  # chunks after a stop
+    assert answers and not any(answers)
+
+
 # ----- minibatches --------------------------------------------------------------------
 
 BATCH = 5

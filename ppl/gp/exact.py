@@ -86,6 +86,7 @@ class Exact(GPMethod):
     num_steps: int = 500
 
     name = "gp_exact"
+    full_batch = True
 
     def check(self, data):
         if data.likelihood != "gaussian":

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from ppl.errors import DataError, OptionError
 from ppl.gp.kernels import Kernel, from_unconstrained, to_unconstrained
@@ -30,6 +31,9 @@ from ppl.vi.svi import DEFAULT_OPTIMIZER, SVI, SVIState, _final_loss
 __all__ = [
     "GPMethod", "GPPosterior", "Spec", "check_size", "minibatch", "named_hyperparameters",
 ]  # fmt: skip
+
+#: The entries of a fit's params that are hyperparameters (on the log scale).
+HYPERPARAMETERS = ("kernel", "log_noise")
 
 #: Rows of X_new per compiled prediction call (bounds memory to this × M or × N).
 PREDICT_BLOCK = 4096
@@ -87,6 +91,8 @@ class GPMethod(Method):
                 "GradientTransformation"
             )
 
+    full_batch = False  # a method whose objective reads all the data every step
+
     # ----- what each method defines -------------------------------------------------
 
     def check(self, data):
@@ -112,7 +118,7 @@ class GPMethod(Method):
 
     def hyper(self, params, spec):
         """(kernel, noise variance) from the unconstrained params."""
-        hyper = {k: params[k] for k in ("kernel", "log_noise") if k in params}
+        hyper = {k: params[k] for k in HYPERPARAMETERS if k in params}
         if not self.learn_hyperparameters:
             hyper = jax.lax.stop_gradient(hyper)
         kernel = from_unconstrained(hyper["kernel"])
@@ -124,7 +130,8 @@ class GPMethod(Method):
         data = gp_data(model)
         self.check(data)
         N = data.X.shape[0]
-        spec = Spec(data.likelihood, data.mean_fn, N, min(self.batch_size, N))
+        batch = N if self.full_batch else min(self.batch_size, N)
+        spec = Spec(data.likelihood, data.mean_fn, N, batch)
         fit = _Fit(
             gp=self, spec=spec, optimizer=self.optimizer, num_steps=self.num_steps,
             clip_norm=self.clip_norm, max_nonfinite=self.max_nonfinite,
@@ -203,6 +210,15 @@ class _Fit(SVI):
     gp: Any = None
     spec: Any = None
 
+    @property
+    def transform(self):
+        """SVI's optimizer, kept off the hyperparameters when they are not learned (a
+        zero gradient alone would not stop, e.g., weight decay from moving them)."""
+        fit = super().transform
+        if self.gp.learn_hyperparameters:
+            return fit
+        return optax.multi_transform({"fit": fit, "fixed": optax.set_to_zero()}, _labels)
+
     def _surrogate(self, model, guide, key, params, baseline):
         X, y = model
         value = self.gp.objective(params, X, y, key, self.spec)
@@ -215,6 +231,14 @@ class _Fit(SVI):
             params["log_noise"] = jnp.log(noise)
         params.update(self.gp.init_variational(key, X, y, self.spec))
         return SVIState.fresh(params, self.transform.init(params), jnp.zeros(()))
+
+
+def _labels(params):
+    """ "fixed" for the hyperparameters (kernel, noise), "fit" for the rest."""
+    return {
+        k: jax.tree.map(lambda _, k=k: "fixed" if k in HYPERPARAMETERS else "fit", v)
+        for k, v in params.items()
+    }
 
 
 @partial(jax.jit, static_argnums=(0, 1))

@@ -140,7 +140,8 @@ def _component_stats(x):
             for i in range(0, num_components, block)
         ]
         out[:] = [np.concatenate(c) for c in zip(*chunks)]
-        badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=-np.inf)
+        # NaN (constant or broken draws: no statistic) sorts last, not as the worst
+        badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=np.inf)
         checked = np.unique(np.argsort(badness, axis=1)[:, :exact])
     # constant or broken draws get NaN (as in `ppl.infer.summary`), screened or not
     out[:, checked] = rank_diagnostics(np.moveaxis(x[..., checked], -1, 0))

@@ -135,10 +135,12 @@ class SVIProgram:
         return dataclasses.replace(self, safe=True)
 
     def needs_safe(self, state, losses):
+        if self.method.early_stopping is not None:
+            # steps with bookkeeping flag their own non-finite values (`unsafe`); a
+            # stopped fit's losses are NaN by design and need no rerun
+            return bool(np.any(np.asarray(state.unsafe)))
         finite = [np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(state.params)]
-        return not (all(finite) and np.all(np.isfinite(np.asarray(losses)))) or bool(
-            np.any(np.asarray(state.unsafe))
-        )
+        return not (all(finite) and np.all(np.isfinite(np.asarray(losses))))
 
     def start(self, data, key):
         model, guide = data
