@@ -306,3 +306,23 @@ def test_log_density_is_a_pytree_that_jit_accepts(ld):
     np.testing.assert_allclose(
         jax.jit(jax.vmap(ld))(z_batch), jax.jit(jax.vmap(hand_log_joint))(z_batch), **TOL
     )
+
+
+class _Scale:
+    """A mutable model argument: a LogDensity read from it must not be reused."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+@ppl.model
+def scaled(scale, y=None):
+    mu = ppl.sample("mu", dist.Normal(0.0, scale.value if isinstance(scale, _Scale) else scale))
+    ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def test_log_density_built_once_for_immutable_arguments():
+    bound = scaled(2.0, y=Y)
+    assert bound.log_density() is bound.log_density()
+    mutable = scaled(_Scale(2.0), y=Y)
+    assert mutable.log_density() is not mutable.log_density()

@@ -244,10 +244,20 @@ class BoundModel:
         return BoundModel(numpyro.handlers.condition(self.fn, data=data), self.args, self.kwargs)
 
     def log_density(self):
-        """The model's `LogDensity` over its latent sites (flat, unconstrained)."""
+        """The model's `LogDensity` over its latent sites (flat, unconstrained). Built
+        once per bound model whose arguments are all immutable (device arrays, numbers,
+        strings): reading the model's structure traces it, a few ms that repeated
+        `infer` calls then skip."""
         from ppl.core.logdensity import LogDensity
 
-        return LogDensity(self)
+        cached = self.__dict__.get("_log_density")
+        if cached is not None:
+            return cached
+        ld = LogDensity(self)
+        leaves = jax.tree.leaves((self.args, self.kwargs))
+        if all(isinstance(x, (jax.Array, numbers.Number, str)) for x in leaves):
+            self._log_density = ld
+        return ld
 
 
 def abstract_call(fn, *args):
