@@ -104,6 +104,18 @@ def test_output_and_diagnostics(adaptive_post, regression):
     assert d["wall_time"] > 0
 
 
+def test_one_run(adaptive_post, regression):
+    """One run is compiled without the batch axis over runs (see `_per_run`): same
+    estimator, so its evidence sits within the spread of the 16 runs' ones."""
+    post = ppl.infer(
+        regression.model(), ADAPTIVE, num_samples=500, num_chains=1, seed=7, progress=False
+    )
+    spread = adaptive_post.diagnostics["log_evidence_per_run"].std()
+    assert abs(post.log_evidence - regression_evidence(regression)) < NUM_SIGMAS * spread
+    assert post.samples["w"].shape == (1, 500, 3)
+    assert post.diagnostics["beta"].shape[0] == 1 and np.isnan(post.diagnostics["log_evidence_se"])
+
+
 def test_max_stages_is_an_error(regression):
     # same settings as ADAPTIVE but max_stages: the compiled stage is reused
     with pytest.raises(InferenceError, match="max_stages=2"):
