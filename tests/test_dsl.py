@@ -542,3 +542,14 @@ def test_unknown_estimator_is_rejected():
     with pytest.raises(OptionError, match=r"site 'a'.*'magic'.*reparam, reinforce, enum, mvd"):
         bad().trace()
     assert issubclass(OptionError, PPLError)
+
+
+def test_int_seeds_give_jax_keys():
+    """`int_key` skips JAX's seeding program for the default threefry keys; the keys must
+    be JAX's own (fallback included: negative seeds)."""
+    from ppl.core.model import int_key
+
+    for seed in (0, 1, 7, 2**31 - 1, -3):
+        ours, theirs = int_key(seed), jax.random.key(seed)
+        assert jax.random.key_impl(ours) == jax.random.key_impl(theirs)
+        np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(theirs))

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ppl.core.model import as_bound_model
+from ppl.core.model import as_bound_model, int_key
 from ppl.errors import OptionError
 from ppl.infer.registry import did_you_mean, resolve
 from ppl.infer.sharding import CHAIN_METHODS, chain_mesh
@@ -34,9 +34,9 @@ def _key(seed):
         if seed.dtype == np.uint32 and seed.shape == (2,):
             return jax.random.wrap_key_data(jnp.asarray(seed))
         if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
-            return jax.random.key(int(seed))
+            return int_key(int(seed))
     elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return jax.random.key(int(seed))
+        return int_key(int(seed))
     raise OptionError(f"seed must be an integer or a jax.random.key (one key), got {seed!r}")
 
 

@@ -68,29 +68,34 @@ def constrained_values(logdensity, zs):
     return jax.vmap(jax.vmap(logdensity.values))(zs)
 
 
-_start = jax.jit(
-    lambda program, logdensity, keys: jax.vmap(program.start, (None, 0))(logdensity, keys),
-    static_argnums=0,
-)
+@partial(jax.jit, static_argnums=(0, 3))
+def _start(program, logdensity, key, num_chains):
+    """Each chain's first state, whether its density there is finite, and its run key
+    (derived here, not by eager `split`s: each of those is a small program to compile)."""
+    keys_start, keys_run = jax.random.split(key, (2, num_chains))
+    state, found = jax.vmap(program.start, (None, 0))(logdensity, keys_start)
+    return state, found, keys_run
 
 
 def start_chains(program, logdensity, key, num_chains, max_tries=100):
-    """Initial states of all chains; chains whose starting point has a non-finite density
-    are drawn again (same compiled program, new keys) up to `max_tries` times."""
-    state, found = _start(program, logdensity, jax.random.split(key, num_chains))
+    """(initial states, found, run keys) of all chains; chains whose starting point has a
+    non-finite density are drawn again (same compiled program, new keys) up to
+    `max_tries` times."""
+    state, found, run_keys = _start(program, logdensity, key, num_chains)
     found = np.asarray(found)
     for attempt in range(1, max_tries):
         if found.all():
             break
-        keys = jax.random.split(jax.random.fold_in(key, attempt), num_chains)
-        retry, retry_found = _start(program, logdensity, keys)
+        retry, retry_found, _ = _start(
+            program, logdensity, jax.random.fold_in(key, attempt), num_chains
+        )
         take = ~found & np.asarray(retry_found)
         state = jax.tree.map(
             lambda old, new, take=take: jnp.where(take.reshape((-1,) + (1,) * (old.ndim - 1)), new, old),
             state, retry,
         )  # fmt: skip
         found = found | take
-    return state, found
+    return state, found, run_keys
 
 
 @dataclass(frozen=True)
@@ -118,13 +123,12 @@ class MCMCMethod(Method):
         ld = model.log_density()
         self.check(ld)
         program = MCMCProgram(self, num_warmup)
-        key_init, key_run = jax.random.split(seed)
         with explain_tracer_errors(model.name):
-            state, found = start_chains(program, ld, key_init, num_chains)
+            state, found, run_keys = start_chains(program, ld, seed, num_chains)
         ld.check_finite_start(found)
         phases = [Phase("warmup", num_warmup, keep=False), Phase("sample", num_samples, keep=True)]
         state, (zs, lp, stats), timings = run(
-            program, ld, state, jax.random.split(key_run, num_chains), phases,
+            program, ld, state, run_keys, phases,
             progress=progress, chain_method=chain_method, checkpoint=checkpoint,
         )  # fmt: skip
         samples = constrained_values(ld, zs)

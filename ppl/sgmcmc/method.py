@@ -160,16 +160,16 @@ class SGMCMCMethod(Method):
         if self.options.data_parallel:
             self._check_data_parallel(ld, chain_method)
         program = SGProgram(self)
-        key_center, key_init, key_run = jax.random.split(seed, 3)
+        key_center, key_init = jax.random.split(seed)
         thinning = self.options.thinning
         burn_in = -(-num_warmup // thinning)  # driver steps; each is `thinning` sampler steps
         with explain_tracer_errors(model.name):
             target = self.target(ld, key_center)
-            chains, found = start_chains(program, target, key_init, num_chains)
+            chains, found, run_keys = start_chains(program, target, key_init, num_chains)
         ld.check_finite_start(found)
         phases = [Phase("burn-in", burn_in, keep=False), Phase("sample", num_samples, keep=True)]
         chains, kept, timings = run(
-            program, target, chains, jax.random.split(key_run, num_chains), phases,
+            program, target, chains, run_keys, phases,
             progress=progress, chain_method=chain_method, checkpoint=checkpoint,
             monitor=_stop_on_divergence,
         )  # fmt: skip
