@@ -424,8 +424,8 @@ def _per_run(f, logdensity, keys, *args):
     lay the density's products out with transposes on CPU (a stage of the logistic
     regression of benchmarks/smc_vs_blackjax.py: 105 ms for one run under `vmap`, 71 ms
     without; four runs 482 vs 269 ms), so on CPU runs go one after another in the
-    compiled program (one run: called directly), and on accelerators, which want the
-    larger batch, side by side."""
+    compiled program (one run: called directly). On accelerators, where a larger batch
+    can fill the device (not measured against `lax.map` yet), runs stay side by side."""
     if keys.shape[0] == 1:
         first = jax.tree.map(lambda x: x[0], (keys, args))
         return jax.tree.map(lambda x: x[None], f(logdensity, first[0], *first[1]))
