@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
 
 from ppl.errors import OptionError
@@ -78,8 +77,18 @@ def hmc_proposal(
         return jax.random.randint(key, (), 1, 2 * nominal)  # uniform on {1, ..., 2L - 1}
 
     def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
-        key_momentum, key_steps, key_accept = jax.random.split(key, 3)
-        r = momentum_generator(point.z, mass_matrix_sqrt, key_momentum)
+        key_steps = None
+        if not static:
+            key, key_steps = jax.random.split(key)
+        # One draw of d + 1 standard normals gives the momentum and, through Φ, the
+        # uniform of the accept test: each random-number call site is a hash function
+        # that XLA compiles on its own (a split and a uniform cost ~1/8 of a tempered-SMC
+        # stage's compile time).
+        noise = jax.random.normal(key, (point.z.shape[0] + 1,), point.z.dtype)
+        if mass_matrix_sqrt.ndim == 1:
+            r = mass_matrix_sqrt * noise[:-1]
+        else:
+            r = mass_matrix_sqrt @ noise[:-1]
         start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)
         n = steps(key_steps, step_size)
         end = leapfrog(n, step_size, inverse_mass_matrix, start)
@@ -87,7 +96,7 @@ def hmc_proposal(
         energy1 = end.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, end.r)
         delta = jnp.where(jnp.isnan(energy1), jnp.inf, energy1 - energy0)
         accept_prob = jnp.clip(jnp.exp(-delta), max=1.0)
-        accepted = jax.random.uniform(key_accept) < accept_prob
+        accepted = jax.scipy.special.ndtr(noise[-1]) < accept_prob
         new = IntegratorState(
             jnp.where(accepted, end.z, point.z),
             None,
