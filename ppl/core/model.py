@@ -38,7 +38,8 @@ def int_key(seed):
     """`jax.random.key(seed)` for an int seed. Under the default threefry implementation a
     seed in [0, 2**31) is the key (0, seed), wrapped here without compiling JAX's seeding
     program (~25 ms on the first call of a process)."""
-    if 0 <= seed < 2**31 and jax.config.jax_default_prng_impl == "threefry2x32":
+    default = getattr(jax.config, "jax_default_prng_impl", None)
+    if 0 <= seed < 2**31 and default == "threefry2x32":
         return jax.random.wrap_key_data(np.array([0, seed], np.uint32), impl="threefry2x32")
     return jax.random.key(seed)
 
