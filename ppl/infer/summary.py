@@ -233,17 +233,11 @@ def summarize(samples):
         value = value.astype(np.float64)
         components = np.moveaxis(value.reshape(value.shape[:2] + (-1,)), -1, 0)
         rhat, bulk, tail = rank_diagnostics(components)
+        flat = components.reshape(len(components), -1)  # (K, chains * draws)
+        q = np.quantile(flat, QUANTILES, axis=1)
+        mean = flat.mean(axis=1)
+        sd = flat.std(axis=1, ddof=1) if flat.shape[1] > 1 else np.full(len(flat), np.nan)
+        columns = (mean, sd, *q, bulk, tail, rhat)  # in the order of COLUMNS
         for k, label in enumerate(component_labels(name, value.shape[2:])):
-            x = components[k]
-            q = np.quantile(x, QUANTILES)
-            table[label] = {
-                "mean": float(x.mean()),
-                "sd": float(x.std(ddof=1)) if x.size > 1 else np.nan,
-                "5%": float(q[0]),
-                "50%": float(q[1]),
-                "95%": float(q[2]),
-                "ess_bulk": float(bulk[k]),
-                "ess_tail": float(tail[k]),
-                "r_hat": float(rhat[k]),
-            }
+            table[label] = {c: float(v[k]) for c, v in zip(COLUMNS, columns)}
     return table
