@@ -229,6 +229,21 @@ def test_nan_hidden_by_obs_mask_is_allowed():
         ppl.infer(missing(X, y, hides_the_wrong_one))
 
 
+def test_observed_data_outside_its_support_is_named():
+    @ppl.model
+    def coin(y, mask=True):
+        p = ppl.sample("p", dist.Beta(1.0, 1.0))
+        with ppl.plate("flips", y.shape[0]):
+            ppl.sample("y", dist.Bernoulli(p).mask(mask), obs=y)
+
+    flips = jnp.array([0.0, 1.0, 2.0, 0.5])
+    with raises(DataError, r"coin: observed site 'y' has 2 value\(s\) outside the support "):
+        ppl.infer(coin(flips))
+    # entries masked out may hold anything (e.g. padding)
+    ld = coin(flips, jnp.array([True, True, False, False])).log_density()
+    assert np.isfinite(ld(jnp.zeros(1)))
+
+
 def test_checks_still_apply_when_the_model_is_built_under_jit():
     """Building a model inside jit (e.g. vmapping over datasets) checks shapes, no tracer."""
 

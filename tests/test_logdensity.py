@@ -17,6 +17,7 @@ from jax.scipy import stats
 from jax.scipy.special import betaln, gammaln
 
 import ppl
+import ppl.examples
 from ppl import dist
 from ppl.errors import OptionError, PPLError
 
@@ -216,6 +217,35 @@ def test_support_that_depends_on_a_latent_value():
         z = z[:2]
         np.testing.assert_allclose(ld(z), hand(z), **TOL)
         np.testing.assert_allclose(jax.grad(ld)(z), jax.grad(hand)(z), **TOL)
+
+
+@ppl.model
+def bounded_by_latent(y):
+    """y's support (0, a) depends on a latent value: its check stays in the density."""
+    a = ppl.sample("a", dist.HalfNormal(1.0))
+    ppl.sample("y", dist.Uniform(0.0, a), obs=y)
+
+
+def test_bound_data_checked_once_is_scored_without_the_support_check():
+    x = jnp.linspace(-1.0, 1.0, 7)
+    y = (x > 0).astype(jnp.float32)
+    m = ppl.examples.logistic_regression(x[:, None], y)
+    ld = m.log_density()
+    assert m.checked_data == {"y"}
+    unchecked = jax.tree.unflatten(jax.tree.structure(m), jax.tree.leaves(m))
+    unchecked.checked_data = frozenset()
+    z = jnp.array([0.7, -0.2])
+    over = lambda model: ld.tree_unflatten(ld._layout, [model])  # noqa: E731
+    np.testing.assert_allclose(ld(z), over(unchecked)(z), **TOL)
+    selects = lambda model: str(jax.make_jaxpr(over(model))(z)).count("select_n")  # noqa: E731
+    assert selects(m) < selects(unchecked)
+    # a support that depends on a latent value is checked in the density itself
+    m = bounded_by_latent(0.8)
+    ld = m.log_density()
+    assert m.checked_data == frozenset()
+    with pytest.warns(UserWarning, match="Out-of-support"):
+        assert ld(jnp.log(jnp.array([0.5]))) == -jnp.inf
+    assert np.isfinite(ld(jnp.log(jnp.array([1.5]))))
 
 
 @ppl.model

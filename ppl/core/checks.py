@@ -1,14 +1,17 @@
 """Up-front checks of observed data, so bad input fails with a message, not a tracer."""
 
+import copy
 from contextlib import contextmanager
 
 import jax
 import numpy as np
-from numpyro.distributions import MaskedDistribution, Unit
+from numpyro.distributions import Distribution, MaskedDistribution, Unit
+from numpyro.distributions.constraints import Constraint, independent
+from numpyro.primitives import Messenger
 
 from ppl.errors import DataError, ModelError
 
-__all__ = ["check_observed_sites"]
+__all__ = ["check_observed_sites", "observed_in_support", "SkipCheckedSupport"]
 
 
 def _broadcast(a, b):
@@ -81,6 +84,75 @@ def check_observed_sites(trace, model_name):
                     f"(NaN or inf) out of {value.size}; drop or impute them, or pass "
                     "obs_mask= to ppl.sample to treat them as missing"
                 )
+
+
+def traced(constraint):
+    """Whether a constraint (or one it wraps, e.g. `independent(interval(...))`) holds
+    traced values: a support that depends on latent values."""
+    for v in vars(constraint).values():
+        if isinstance(v, jax.core.Tracer) or (isinstance(v, Constraint) and traced(v)):
+            return True
+    return False
+
+
+def observed_in_support(trace, model_name):
+    """Names of the observed sites of a structural trace whose data is bound (concrete,
+    not computed in the model) and lies in a support that does not depend on latent
+    values; a DataError names a site with counted values outside its support.
+
+    These sites can skip NumPyro's support check when scored (`SkipCheckedSupport`): it
+    puts a select over all of the data into every evaluation and gradient."""
+    names = []
+    for name, site in trace.items():
+        if site["type"] != "sample" or not site["is_observed"] or isinstance(site["fn"], Unit):
+            continue
+        value, fn, handler_mask = site["value"], site["fn"], site.get("mask")
+        if isinstance(value, jax.core.Tracer) or isinstance(handler_mask, jax.core.Tracer):
+            continue  # computed data, or a mask the data cannot be read without
+        support = fn.support
+        if traced(support):
+            continue  # e.g. obs ~ Uniform(0, theta): the check is part of the density
+        value = np.asarray(value)
+        counted = _observed_mask(fn, value.shape)
+        if handler_mask is not None:
+            counted = counted & np.broadcast_to(np.asarray(handler_mask, bool), value.shape)
+        while isinstance(support, independent):
+            support = support.base_constraint
+        inside = np.asarray(support(value))  # event constraints (simplex) drop event dims
+        counted = counted.reshape(inside.shape + (-1,)).any(-1)
+        bad = counted & ~inside
+        if bad.any():
+            example = value[np.argwhere(bad)[0]]
+            raise DataError(
+                f"{model_name}: observed site '{name}' has {int(bad.sum())} value(s) outside "
+                f"the support of its {type(fn).__name__} ({fn.support}), e.g. {example}; "
+                "such data has probability zero: correct it, or drop those entries"
+            )
+        names.append(name)
+    return frozenset(names)
+
+
+def _unvalidated(fn):
+    """A shallow copy of `fn` (and of the distributions it wraps) that scores values
+    without its support check."""
+    fn = copy.copy(fn)
+    fn._validate_args = False
+    if isinstance(getattr(fn, "base_dist", None), Distribution):
+        fn.base_dist = _unvalidated(fn.base_dist)
+    return fn
+
+
+class SkipCheckedSupport(Messenger):
+    """Score the observed sites `names` (their data checked by `observed_in_support`
+    when the model was bound) without NumPyro's support check."""
+
+    def __init__(self, fn, names):
+        self.names = names
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and msg["is_observed"] and msg["name"] in self.names:
+            msg["fn"] = _unvalidated(msg["fn"])
 
 
 @contextmanager

@@ -19,12 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Independent, Unit
-from numpyro.distributions.constraints import Constraint
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import handlers
-from ppl.core.checks import check_observed_sites
+from ppl.core.checks import check_observed_sites, observed_in_support, traced
 from ppl.core.model import abstract_call, improper_values
 from ppl.errors import InferenceError, ModelError, OptionError
 
@@ -75,16 +74,7 @@ def _needs_values(trace):
             continue
         if s["is_observed"] and isinstance(s["value"], jax.core.Tracer):
             return True
-        if not s["is_observed"] and _traced(s["fn"].support):
-            return True
-    return False
-
-
-def _traced(constraint):
-    """Whether a constraint (or one it wraps, e.g. `independent(interval(...))`) holds
-    traced values."""
-    for v in vars(constraint).values():
-        if isinstance(v, jax.core.Tracer) or (isinstance(v, Constraint) and _traced(v)):
+        if not s["is_observed"] and traced(s["fn"].support):
             return True
     return False
 
@@ -109,10 +99,11 @@ class LogDensity:
     """
 
     def __init__(self, bound_model, seed=0):
-        trace = abstract_call(lambda: bound_model.trace(seed=seed))  # shapes, no compiles
+        abstract = trace = abstract_call(lambda: bound_model.trace(seed=seed))  # no compiles
         if _needs_values(trace):  # computed data, or supports that depend on latent values
             trace = bound_model.trace(seed=seed)
         check_observed_sites(trace, bound_model.name)
+        checked = observed_in_support(abstract, bound_model.name)
         sites, offset = [], 0
         for name, s in trace.items():
             if s["type"] != "sample" or s["is_observed"]:
@@ -138,6 +129,7 @@ class LogDensity:
             if s["type"] == "sample" and s["is_observed"] and not isinstance(s["fn"], Unit)
         )
         deterministic = tuple(n for n, s in trace.items() if s["type"] == "deterministic")
+        bound_model.checked_data = checked  # scored without the support check from now on
         self.model = bound_model
         self._layout = (tuple(sites), observed, deterministic, seed)
 

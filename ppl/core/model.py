@@ -20,6 +20,7 @@ from numpyro.infer import Predictive
 from numpyro.primitives import _PYRO_STACK, Messenger
 
 from ppl.core import handlers
+from ppl.core.checks import SkipCheckedSupport
 from ppl.errors import ModelError, OptionError
 
 __all__ = ["model", "Model", "BoundModel"]
@@ -175,21 +176,24 @@ class BoundModel:
         self.fn = fn
         self.args = _as_device_arrays(tuple(args))
         self.kwargs = _as_device_arrays(dict(kwargs or {}))
+        #: Observed sites whose bound data was found inside its support (set by
+        #: `log_density()`): scored without NumPyro's per-evaluation support check.
+        self.checked_data = frozenset()
 
     def tree_flatten(self):
         leaves, treedef = jax.tree.flatten((self.args, self.kwargs))
         is_array = tuple(isinstance(x, (jax.Array, np.ndarray)) for x in leaves)
         arrays = [x for x, a in zip(leaves, is_array) if a]
         static = tuple(None if a else _Static(x) for x, a in zip(leaves, is_array))
-        return arrays, (self.fn, treedef, static)
+        return arrays, (self.fn, treedef, static, self.checked_data)
 
     @classmethod
     def tree_unflatten(cls, aux, arrays):
-        fn, treedef, static = aux
+        fn, treedef, static, checked = aux
         arrays = iter(arrays)
         leaves = [next(arrays) if s is None else s.value for s in static]
         obj = object.__new__(cls)
-        obj.fn = fn
+        obj.fn, obj.checked_data = fn, checked
         obj.args, obj.kwargs = jax.tree.unflatten(treedef, leaves)
         return obj
 
@@ -198,7 +202,10 @@ class BoundModel:
         return getattr(self.fn, "__name__", type(self.fn).__name__)
 
     def __call__(self):
-        return self.fn(*self.args, **self.kwargs)
+        fn = self.fn
+        if self.checked_data:
+            fn = SkipCheckedSupport(fn, self.checked_data)
+        return fn(*self.args, **self.kwargs)
 
     def __repr__(self):
         return f"BoundModel({self.name})"
