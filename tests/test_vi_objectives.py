@@ -349,3 +349,21 @@ def test_user_objective_gradient(estimator):
     assert_close(value, float(exact(params)))
     for name, g in jax.grad(exact)(params).items():
         assert_close(grads[name], float(g))
+
+
+@vi.objective
+def difference_of_two_draws(model, guide):
+    """z - z' for z, z' from two single-particle sets: 0 only if they share their draws."""
+    z = vi.particles(lambda: vi.draw(guide).values["z"], 1)
+    z_prime = vi.particles(lambda: vi.draw(guide).values["z"], 1)
+    return vi.mean(z - z_prime)
+
+
+def test_single_particle_sets_draw_independently():
+    # one-particle sets hash the step's key directly, told apart by their index
+    model, guide = normal_model(X), ppl.BoundModel(normal_guide, (X,))
+    objective = difference_of_two_draws()
+    params = vi.init_params(objective, jax.random.key(0), model, guide)
+    [(value, _)] = draws([objective], model, guide, params, 5)
+    # z - z' ~ N(0, 2 s²) with s = 0.5 when the draws are independent
+    assert abs(value.std() - np.sqrt(2) * 0.5) < TOL_SE * np.sqrt(2) * 0.5 / np.sqrt(2 * N)

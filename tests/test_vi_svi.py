@@ -355,3 +355,35 @@ def test_guide_missing_a_latent_site():
 def test_discrete_latent_with_an_auto_guide():
     with pytest.raises(ModelError, match=r"\['c'\] are discrete; write a DSL guide"):
         ppl.infer(two_groups(XD), SVI(num_steps=10), num_chains=1, progress=False)
+
+
+# ----- ppl.vi.adam --------------------------------------------------------------------
+
+
+def _adam_path(optimizer, steps=200):
+    params = {"w": jnp.linspace(-1.0, 1.0, 5), "b": jnp.array(0.3)}
+
+    def loss(p):
+        return jnp.sum((p["w"] - 0.5) ** 2 * jnp.arange(1.0, 6.0)) + jnp.exp(p["b"])
+
+    state = optimizer.init(params)
+    for _ in range(steps):
+        updates, state = optimizer.update(jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    return params
+
+
+@pytest.mark.parametrize("rate", [1e-2, optax.exponential_decay(1e-2, 20, 0.5)])
+def test_adam_follows_optax_adam(rate):
+    # the same algorithm: only the rounding of the bias corrections differs
+    ours, theirs = _adam_path(ppl.vi.adam(rate)), _adam_path(optax.adam(rate))
+    for name in ours:
+        np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-5, atol=1e-6)
+    clipped = optax.chain(optax.clip_by_global_norm(0.1), ppl.vi.adam(rate))
+    assert np.all(np.isfinite(_adam_path(clipped, steps=5)["w"]))
+
+
+def test_adam_is_compared_by_value():
+    assert ppl.vi.adam(1e-2) == ppl.vi.adam(1e-2) != ppl.vi.adam(1e-3)
+    assert hash(ppl.vi.adam(1e-2)) == hash(ppl.vi.adam(1e-2))
+    assert SVI() == SVI(optimizer=ppl.vi.adam(1e-2))  # the default: compiled code shared

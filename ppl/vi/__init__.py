@@ -13,6 +13,7 @@ from ppl.vi.objectives import (
     WakeP,
     WakeQ,
 )
+from ppl.vi.optim import adam
 from ppl.vi.program import (
     Draw,
     Objective,
@@ -29,6 +30,6 @@ from ppl.vi.svi import SVI, EarlyStopping  # registers "vi"
 __all__ = [
     "Draw", "Objective", "draw", "init_params", "logmeanexp", "mean", "objective",
     "particles", "score",
-    "SVI", "EarlyStopping",
+    "SVI", "EarlyStopping", "adam",
     "ELBO", "IWAE", "Renyi", "VIMCO", "RWS", "WakeP", "WakeQ", "HVI", "IWHVI", "DIWHVI",
 ]  # fmt: skip

@@ -87,8 +87,9 @@ class Draw(NamedTuple):
 class _Particle:
     """Bookkeeping of one particle while its function runs."""
 
-    def __init__(self, key, overrides=None, discover=False, top=True):
+    def __init__(self, key, overrides=None, discover=False, top=True, salt=""):
         self.key = key
+        self.salt = salt  # static, part of each draw's hash: tells particle sets apart
         self.overrides = overrides or {}
         self.discover = discover
         self.top = top
@@ -223,7 +224,7 @@ class _Sample(Messenger):
         self.kinds[name] = kind
         p = self.particle
         # one hash from the particle's key per site (each hash is a loop on CPU)
-        key = jax.random.fold_in(p.key, _code(f"{self.draw_index}/{name}"))
+        key = jax.random.fold_in(p.key, _code(f"{p.salt}{self.draw_index}/{name}"))
         shape = msg["kwargs"].get("sample_shape", ())
         if name in p.overrides:
             msg["value"] = p.overrides[name]
@@ -381,8 +382,8 @@ class _Evaluated(NamedTuple):
     enum_log_q: jax.Array
 
 
-def _evaluate(run, fn, key, overrides, top, discover=False):
-    particle = _Particle(key, overrides, discover=discover, top=top)
+def _evaluate(run, fn, key, overrides, top, discover=False, salt=""):
+    particle = _Particle(key, overrides, discover=discover, top=top, salt=salt)
     run.particles.append(particle)
     try:
         value = jax.tree.map(lambda v: jnp.asarray(v, dtype=float), fn())
@@ -414,13 +415,16 @@ def particles(fn, num_particles):
     samples per outer draw); their score-function terms belong to the enclosing
     particle, and "enum" / "mvd" sites are not allowed in them."""
     run = _run()
+    salt = ""
     if run.particles:
         keys = _split(run.particles[-1].next_key(), num_particles)
+    elif num_particles == 1:  # its draws hash the step's key: one hash each, not two
+        keys, salt = run.key[None], f"{run.set_index}:"
     else:
         keys = _split(jax.random.fold_in(run.key, 1000 + run.set_index), num_particles)
     if run.mode in ("init", "discover"):  # one evaluation finds the params and sites
         top = not run.particles
-        out, particle = _evaluate(run, fn, keys[0], {}, top=top, discover=True)
+        out, particle = _evaluate(run, fn, keys[0], {}, top=top, discover=True, salt=salt)
         if not top:
             run.particles[-1].has_score = run.particles[-1].has_score or particle.has_score
         return _broadcast(out.value, num_particles)
@@ -445,7 +449,7 @@ def particles(fn, num_particles):
     found = {}
 
     def probe(k):
-        out, particle = _evaluate(run, fn, k, {}, top=True, discover=True)
+        out, particle = _evaluate(run, fn, k, {}, top=True, discover=True, salt=salt)
         found.update(
             enum=particle.enum_sites, mvd=list(particle.mvd_sites), score=particle.has_score
         )
@@ -457,7 +461,7 @@ def particles(fn, num_particles):
             f"sites {list(found['enum'])} use estimator='enum' and others 'reinforce' in the "
             "same particles: enumerate them all, or use 'reinforce' (or 'mvd') for all"
         )
-    record = _ParticleSet(run, fn, keys, found["enum"], found["mvd"], found["score"])
+    record = _ParticleSet(run, fn, keys, found["enum"], found["mvd"], found["score"], salt)
     run.sets.append(record)
     return record.values
 
@@ -465,8 +469,8 @@ def particles(fn, num_particles):
 class _ParticleSet:
     """One top-level `particles` call: its values and what the surrogate needs."""
 
-    def __init__(self, run, fn, keys, enum_sites, mvd_names, has_score):
-        self.run, self.fn, self.keys = run, fn, keys
+    def __init__(self, run, fn, keys, enum_sites, mvd_names, has_score, salt=""):
+        self.run, self.fn, self.keys, self.salt = run, fn, keys, salt
         self.enum_sites, self.mvd_names, self.has_score = enum_sites, mvd_names, has_score
         self.k = keys.shape[0]
         if enum_sites:
@@ -483,7 +487,7 @@ class _ParticleSet:
 
     def _eval(self, key, assignment):
         overrides = {} if assignment is None else self._overrides(assignment)
-        return _evaluate(self.run, self.fn, key, overrides, top=True)[0]
+        return _evaluate(self.run, self.fn, key, overrides, top=True, salt=self.salt)[0]
 
     def _overrides(self, assignment):
         out, offset = {}, 0
@@ -558,7 +562,7 @@ def _mvd_surrogate(run, record, f_of, injected, index):
     total = jnp.zeros(())
     for k in range(record.k):
         key = record.keys[k]
-        _, particle = _evaluate(run, record.fn, key, {}, top=True)
+        _, particle = _evaluate(run, record.fn, key, {}, top=True, salt=record.salt)
         for name in record.mvd_names:
             fn, value = particle.mvd_sites[name]
             size = int(np.prod(jnp.shape(value), dtype=int))
@@ -585,7 +589,7 @@ def _objective_at(run, record, f_of, injected, index, k, name, value, replacemen
     def at(e):
         z = value.reshape(-1).at[e].set(replacement.reshape(-1)[e].astype(value.dtype))
         z = z.reshape(value.shape)
-        v = _evaluate(run, record.fn, key, {name: z}, top=True)[0].value
+        v = _evaluate(run, record.fn, key, {name: z}, top=True, salt=record.salt)[0].value
         return f_of(_replace(injected, index, k, v))
 
     return jax.vmap(at)(jnp.arange(value.size)).reshape(value.shape)

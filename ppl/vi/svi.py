@@ -43,6 +43,7 @@ from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
 from ppl.vi import guides
 from ppl.vi.objectives import ELBO
+from ppl.vi.optim import adam
 from ppl.vi.program import Objective, draw, objective, score
 
 __all__ = ["SVI", "EarlyStopping", "SVIState", "DEFAULT_OPTIMIZER"]
@@ -102,8 +103,7 @@ class SVIState(NamedTuple):
         )  # fmt: skip
 
 
-#: One object, so SVI() == SVI() and compiled code is shared.
-DEFAULT_OPTIMIZER = optax.adam(1e-2)
+DEFAULT_OPTIMIZER = adam(1e-2)
 
 
 def _all_finite(tree):
@@ -163,7 +163,7 @@ class SVI(Method):
     """Stochastic variational inference.
 
     >>> post = ppl.infer(m, method=ppl.vi.SVI(guide=ppl.vi.guides.Normal(),
-    ...                  objective=ppl.vi.objectives.ELBO(), optimizer=optax.adam(1e-2),
+    ...                  objective=ppl.vi.objectives.ELBO(), optimizer=ppl.vi.adam(1e-2),
     ...                  num_steps=5000), num_samples=1000, num_chains=1)
 
     guide: an automatic guide (`ppl.vi.guides.Normal()`, the default, ...), or a DSL
@@ -171,9 +171,10 @@ class SVI(Method):
         every latent site of the model by name, with parameters from `ppl.param`.
     objective: an `Objective` to maximise (`ELBO()` default, `IWAE(num_particles=K)`,
         or one written with `@ppl.vi.objective`).
-    optimizer: an optax GradientTransformation (default `optax.adam(1e-2)`). Reuse the
-        same SVI object to reuse compiled code: two `optax.adam(1e-2)` calls are
-        different objects.
+    optimizer: an optax GradientTransformation (default `ppl.vi.adam(1e-2)`, Adam with
+        less arithmetic per step than `optax.adam`). Compiled code is shared between
+        equal SVI objects: two `ppl.vi.adam(1e-2)` are equal, two `optax.adam(1e-2)` are
+        not (reuse the same object).
     num_steps: optimisation steps per fit.
     estimators: {site: "reparam" | "reinforce" | "enum" | "mvd"}, overriding the
         guide's per-site `estimator=`.
