@@ -129,8 +129,9 @@ def test_training_raises_the_elbo_and_log_evidence_is_log_z(fitted):
 def test_mcmc_layers_beat_the_same_flow_on_a_multimodal_target(fitted):
     (_, flow_log_w), (snf_post, snf_log_w) = fitted["flow"], fitted["snf"]
     # same training (SVI, ELBO, 500 Adam steps, same seed): the SNF's ELBO is higher by
-    # far more than the standard errors (< 0.05 each); measured -0.18 against -1.0
-    assert snf_log_w.mean() > flow_log_w.mean() + 0.5, (snf_log_w.mean(), flow_log_w.mean())
+    # far more than the standard errors (< 0.05 each); measured -0.16 and -0.28 (two
+    # random streams of the MALA layers) against -0.77
+    assert snf_log_w.mean() > flow_log_w.mean() + 0.3, (snf_log_w.mean(), flow_log_w.mean())
     # the SNF's draws cover both modes, each between 30% and 70% of 2000 draws (binomial
     # SE 0.011; unweighted draws are not exact, so the band is wide; measured 59/41)
     assert min(mode_fractions(snf_post)) > 0.3

@@ -20,13 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
 from scipy import stats as scipy_stats
 from scipy.special import logsumexp
 
 import ppl
 from ppl import dist
+from ppl.core import draws
 from ppl.errors import ModelError, OptionError
 from ppl.infer.registry import method_names
 from ppl.infer.summary import ess_mean
@@ -40,6 +40,7 @@ from ppl.mcmc import (
     hmc_proposal,
     mala_proposal,
 )
+from ppl.mcmc.kernel import times
 
 NUM_SIGMAS = 4.0
 #: A chi-square test fails a correct sampler with this probability.
@@ -170,7 +171,7 @@ def test_mala_acceptance_is_the_one_step_hamiltonian_energy_error(dense):
         key = jax.random.key(seed)
         step_size = 0.3 + 0.15 * seed
         new, info = propose(key, point, step_size, inverse_mm, mass_sqrt)
-        r = momentum_generator(z, mass_sqrt, jax.random.split(key)[0])  # MALA's momentum
+        r = times(mass_sqrt, draws.normal_and_uniform(key, 3)[0])  # MALA's momentum
         end = vv_update(step_size, inverse_mm, IntegratorState(z, r, pe, grad))
         delta = (end.potential_energy + euclidean_kinetic_energy(inverse_mm, end.r)) - (
             pe + euclidean_kinetic_energy(inverse_mm, r)

@@ -22,7 +22,7 @@ from numpyro.distributions import Independent, Unit
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
-from ppl.core import handlers
+from ppl.core import draws, handlers
 from ppl.core.checks import check_observed_sites, observed_in_support, traced
 from ppl.core.model import abstract_call, improper_values
 from ppl.errors import InferenceError, ModelError, OptionError
@@ -274,10 +274,10 @@ class LogDensity:
             return self.prior_point(key)
         if strategy == "median":
             return jnp.median(jax.vmap(self.prior_point)(jax.random.split(key, 15)), axis=0)
-        key_prior, key_unif = jax.random.split(key)
-        z = jax.random.uniform(key_unif, (self.size,), minval=-radius, maxval=radius)
         if not self.discrete_sites:
-            return z
+            return draws.uniform(key, self.size, minval=-radius, maxval=radius)
+        key_prior, key_unif = jax.random.split(key)
+        z = draws.uniform(key_unif, self.size, minval=-radius, maxval=radius)
         return jnp.where(self._discrete_mask(), self.prior_point(key_prior), z)
 
     def _discrete_mask(self):

@@ -9,29 +9,49 @@ windows), updated during the first `num_warmup` steps and frozen after.
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.hmc import momentum_generator
-from numpyro.infer.hmc_util import (
-    IntegratorState,
-    dual_averaging,
-    euclidean_kinetic_energy,
-    find_reasonable_step_size,
-    warmup_adapter,
-)
+import numpy as np
+from numpyro.infer.hmc_util import IntegratorState, dual_averaging, warmup_adapter
 
+from ppl.core import draws
 from ppl.mcmc.kernel import Kernel, MCMCState, evaluator, refresher
 
 __all__ = ["adaptive", "point_at"]
+
+
+_ADAPTER_KEY = jax.random.wrap_key_data(np.zeros(2, np.uint32), impl="threefry2x32")
 
 
 def point_at(state):
     return IntegratorState(state.z, None, state.potential_energy, state.z_grad)
 
 
-def _mass_sqrt(z, inverse_mass_matrix):
-    if inverse_mass_matrix.ndim == 1:
-        return jnp.reciprocal(jnp.sqrt(inverse_mass_matrix))
-    inverse_chol = jnp.linalg.cholesky(inverse_mass_matrix)
-    return jax.scipy.linalg.solve_triangular(inverse_chol, jnp.eye(z.shape[0]), lower=True).T
+def initial_step_size(potential, point, step_size, key):
+    """A first step size by Hoffman & Gelman's heuristic (2014, Algorithm 4, as Stan and
+    NumPyro): double or halve `step_size` until one leapfrog step from `point` with unit
+    mass crosses an acceptance probability of 0.8. One momentum, drawn before the loop
+    (NumPyro draws one per try): no random-number code inside it to compile."""
+    z, _, potential_energy, grad = point
+    r = draws.normal(key, z.shape[0], z.dtype)
+    energy = potential_energy + 0.5 * jnp.dot(r, r)
+    finfo = jnp.finfo(z.dtype)
+
+    def accepts(eps):  # exp(-ΔH) > 0.8; a NaN energy (divergence) halves the step
+        r_half = r - 0.5 * eps * grad
+        pe_new, grad_new = jax.value_and_grad(potential)(z + eps * r_half)
+        r_new = r_half - 0.5 * eps * grad_new
+        return jnp.log(0.8) < energy - (pe_new + 0.5 * jnp.dot(r_new, r_new))
+
+    def body(state):
+        eps, _, direction = state
+        eps = 2.0**direction * eps
+        return eps, direction, jnp.where(accepts(eps), 1, -1)
+
+    def cond(state):
+        eps, last, direction = state
+        in_range = ((eps > finfo.tiny) | (direction >= 0)) & ((eps < finfo.max) | (direction <= 0))
+        return in_range & ((last == 0) | (direction == last))
+
+    return jax.lax.while_loop(cond, body, (jnp.asarray(step_size, z.dtype), 0, 0))[0]
 
 
 def adaptive(
@@ -66,15 +86,6 @@ def adaptive(
     sets the proposal's scale, so the step size need not restart when it changes.
     """
 
-    def find_step_size(step_size, inverse_mass_matrix, point, key):
-        def momentum(z, inverse_mm, key):
-            return momentum_generator(z, _mass_sqrt(z, inverse_mm), key)
-
-        return find_reasonable_step_size(
-            potential, euclidean_kinetic_energy, momentum, step_size,
-            inverse_mass_matrix, point, key,
-        )  # fmt: skip
-
     adapt_init, adapt_update = warmup_adapter(
         num_warmup,
         find_reasonable_step_size=None,
@@ -87,7 +98,9 @@ def adaptive(
     _, ss_update = dual_averaging()  # the defaults warmup_adapter uses
 
     def update(i, accept_prob, point, a):
-        new = adapt_update(i, accept_prob, point, a)
+        # keeping the adapter's key as it was leaves the split it makes at each window's
+        # end unused, so it is not compiled (its step-size search is off)
+        new = adapt_update(i, accept_prob, point, a)._replace(rng_key=a.rng_key)
         if restart_step_size or not adapt_step_size:
             return new
         ss = ss_update(target_accept - accept_prob, a.ss_state)
@@ -99,12 +112,12 @@ def adaptive(
     def init(key, z):
         pe, grad = evaluate(z)
         point = IntegratorState(z, None, pe, grad)
-        key_adapt, key_step = jax.random.split(key)
         start_step = step_size
-        if adapt_step_size and tune_initial_step_size:
-            identity = jnp.eye(z.shape[0]) if dense_mass else jnp.ones(z.shape[0])
-            start_step = find_step_size(step_size, identity, point, key_step)
-        adapt = adapt_init(point, key_adapt, step_size=start_step, mass_matrix_size=z.shape[0])
+        if adapt_step_size and tune_initial_step_size:  # the mass matrix starts at I
+            start_step = initial_step_size(potential, point, step_size, key)
+        # the adapter only splits and keeps its key (its step-size search is off): it
+        # gets a constant one, which leaves no random-number code to compile
+        adapt = adapt_init(point, _ADAPTER_KEY, step_size=start_step, mass_matrix_size=z.shape[0])
         return MCMCState(jnp.array(0), z, pe, grad, adapt, jnp.array(int(uses_gradient)))
 
     def step_at(key, state, i):

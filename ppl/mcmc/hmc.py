@@ -19,13 +19,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy, velocity_verlet
 
+from ppl.core import draws
 from ppl.errors import OptionError
 from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.gradient import GradientMethod
+from ppl.mcmc.kernel import times
 
 __all__ = ["HMC", "HMCInfo", "hmc_proposal"]
 
@@ -81,18 +82,8 @@ def hmc_proposal(
         key_steps = None
         if not static:
             key, key_steps = jax.random.split(key)
-        # One draw of d + 1 uniforms on (-1, 1) gives the momentum (√2 erf⁻¹(u) is
-        # standard normal, as in `jax.random.normal`) and the accept test's uniform: each
-        # random-number call site is a hash function that XLA compiles on its own (a
-        # split and a second draw cost ~1/8 of a tempered-SMC stage's compile time).
-        dtype = point.z.dtype
-        low = np.nextafter(np.array(-1.0, dtype), np.array(0.0, dtype))  # erf⁻¹(-1) = -inf
-        u = jax.random.uniform(key, (point.z.shape[0] + 1,), dtype, low, 1.0)
-        noise = np.sqrt(2.0).astype(dtype) * jax.scipy.special.erfinv(u[:-1])
-        if mass_matrix_sqrt.ndim == 1:
-            r = mass_matrix_sqrt * noise
-        else:
-            r = mass_matrix_sqrt @ noise
+        noise, uniform = draws.normal_and_uniform(key, point.z.shape[0], point.z.dtype)
+        r = times(mass_matrix_sqrt, noise)
         start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)
         n = steps(key_steps, step_size)
         end = leapfrog(n, step_size, inverse_mass_matrix, start)
@@ -100,7 +91,7 @@ def hmc_proposal(
         energy1 = end.potential_energy + euclidean_kinetic_energy(inverse_mass_matrix, end.r)
         delta = jnp.where(jnp.isnan(energy1), jnp.inf, energy1 - energy0)
         accept_prob = jnp.clip(jnp.exp(-delta), max=1.0)
-        accepted = 0.5 * (u[-1] + 1.0) < accept_prob  # uniform on (0, 1)
+        accepted = uniform < accept_prob
         new = IntegratorState(
             jnp.where(accepted, end.z, point.z),
             None,

@@ -91,3 +91,8 @@ def plain_kernel(transition, potential, uses_gradient=False):
         return new._replace(i=state.i + 1), info
 
     return Kernel(init, step, refresher(evaluate, uses_gradient), uses_gradient)
+
+
+def times(matrix, v):
+    """matrix @ v for a dense matrix, elementwise for a diagonal one (a vector)."""
+    return matrix @ v if matrix.ndim == 2 else matrix * v

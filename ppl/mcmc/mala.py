@@ -16,11 +16,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import IntegratorState, euclidean_kinetic_energy
 
+from ppl.core import draws
 from ppl.infer.registry import register
 from ppl.mcmc.gradient import GradientMethod
+from ppl.mcmc.kernel import times
 
 __all__ = ["MALA", "MALAInfo", "mala_proposal"]
 
@@ -32,28 +33,23 @@ class MALAInfo(NamedTuple):
     step_size: jax.Array
 
 
-def _times(matrix, v):
-    """matrix @ v for a dense matrix, elementwise for a diagonal one (a vector)."""
-    return matrix @ v if matrix.ndim == 2 else matrix * v
-
-
 def mala_proposal(potential):
     """One MALA transition as a proposal for `adaptive()`."""
     value_and_grad = jax.value_and_grad(potential)
 
     def momentum_of(z_from, grad_from, z_to, step_size, inverse_mass_matrix, mass_matrix_sqrt):
         """The momentum r with z_to = z_from − (h²/2) A ∇U(z_from) + h A r."""
-        drift = z_to - z_from + 0.5 * step_size**2 * _times(inverse_mass_matrix, grad_from)
+        drift = z_to - z_from + 0.5 * step_size**2 * times(inverse_mass_matrix, grad_from)
         if mass_matrix_sqrt.ndim == 2:  # M = S Sᵀ
             return mass_matrix_sqrt @ (mass_matrix_sqrt.T @ drift) / step_size
         return mass_matrix_sqrt**2 * drift / step_size
 
     def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
-        key_move, key_accept = jax.random.split(key)
         z, grad = point.z, point.z_grad
-        r = momentum_generator(z, mass_matrix_sqrt, key_move)
-        half = 0.5 * step_size**2 * _times(inverse_mass_matrix, grad)
-        z_new = z - half + step_size * _times(inverse_mass_matrix, r)
+        noise, uniform = draws.normal_and_uniform(key, z.shape[0], z.dtype)
+        r = times(mass_matrix_sqrt, noise)
+        half = 0.5 * step_size**2 * times(inverse_mass_matrix, grad)
+        z_new = z - half + step_size * times(inverse_mass_matrix, r)
         pe_new, grad_new = value_and_grad(z_new)
         r_back = momentum_of(z_new, grad_new, z, step_size, inverse_mass_matrix, mass_matrix_sqrt)
         log_q_forward = -euclidean_kinetic_energy(inverse_mass_matrix, r)
@@ -61,7 +57,7 @@ def mala_proposal(potential):
         log_ratio = point.potential_energy - pe_new + log_q_backward - log_q_forward
         accept_prob = jnp.clip(jnp.exp(log_ratio), max=1.0)
         accept_prob = jnp.where(jnp.isnan(accept_prob), 0.0, accept_prob)
-        accepted = jax.random.uniform(key_accept) < accept_prob
+        accepted = uniform < accept_prob
         new = IntegratorState(
             jnp.where(accepted, z_new, z),
             None,

@@ -5,7 +5,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from numpyro.infer.hmc import momentum_generator
 from numpyro.infer.hmc_util import (
     IntegratorState,
     build_tree,
@@ -13,10 +12,12 @@ from numpyro.infer.hmc_util import (
     velocity_verlet,
 )
 
+from ppl.core import draws
 from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.diagnostics import check_tree_depth
 from ppl.mcmc.gradient import GradientMethod
+from ppl.mcmc.kernel import times
 
 __all__ = ["NUTS", "NUTSInfo", "nuts_proposal"]
 
@@ -37,7 +38,7 @@ def nuts_proposal(potential, max_tree_depth=10, max_delta_energy=1000.0):
 
     def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
         key_momentum, key_tree = jax.random.split(key)
-        r = momentum_generator(point.z, mass_matrix_sqrt, key_momentum)
+        r = times(mass_matrix_sqrt, draws.normal(key_momentum, point.z.shape[0], point.z.dtype))
         start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)
         tree = build_tree(
             vv_update, euclidean_kinetic_energy, start, inverse_mass_matrix, step_size,

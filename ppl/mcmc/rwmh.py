@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.hmc_util import IntegratorState
 
+from ppl.core import draws
 from ppl.infer.method import check_option
 from ppl.infer.registry import register
 from ppl.mcmc.adaptation import adaptive
@@ -26,8 +27,7 @@ def rwmh_proposal(potential):
     """Gaussian random-walk proposal with covariance step_size² · inverse_mass_matrix."""
 
     def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
-        key_move, key_accept = jax.random.split(key)
-        eps = jax.random.normal(key_move, point.z.shape)
+        eps, uniform = draws.normal_and_uniform(key, point.z.shape[0], point.z.dtype)
         if inverse_mass_matrix.ndim == 1:
             move = jnp.sqrt(inverse_mass_matrix) * eps
         else:
@@ -36,7 +36,7 @@ def rwmh_proposal(potential):
         pe_new = potential(z_new)
         accept_prob = jnp.clip(jnp.exp(point.potential_energy - pe_new), max=1.0)
         accept_prob = jnp.where(jnp.isnan(accept_prob), 0.0, accept_prob)
-        accepted = jax.random.uniform(key_accept) < accept_prob
+        accepted = uniform < accept_prob
         z = jnp.where(accepted, z_new, point.z)
         pe = jnp.where(accepted, pe_new, point.potential_energy)
         info = RWMHInfo(accept_prob, accepted, jnp.array(0), step_size)
