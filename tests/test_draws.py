@@ -45,3 +45,11 @@ def test_padded_draws_keep_their_distribution():
     # and the coordinates of one draw are uncorrelated (|r| < 4.5 / sqrt(4000))
     r = np.corrcoef(np.asarray(normal[:, :2]).T)[0, 1]
     assert abs(r) < 4.5 / np.sqrt(4000)
+
+
+def test_padded_draws_are_jax_random_values_under_partitionable_threefry():
+    if not jax.config.jax_threefry_partitionable:  # then only the distribution is kept
+        return
+    key = jax.random.key(7)
+    np.testing.assert_array_equal(draws.uniform(key, 27), jax.random.uniform(key, (27,)))
+    np.testing.assert_array_equal(draws.normal(key, 11), jax.random.normal(key, (11,)))

@@ -3,8 +3,9 @@
 A threefry hash of a few odd-sized values (10 or 11 per chain, say) compiles on CPU into
 fully unrolled scalar code: 3-4x the machine code of a hash of 16 values, and a large part
 of a small model's compile time (eight schools: ~40% of the MCMC start program's code).
-`uniform` draws a multiple of 16 values and keeps the first n: the same distribution,
-other bits.
+`uniform` and `normal` draw a multiple of 16 values and keep the first n: with JAX's
+partitionable threefry (its default) a value depends on its index, not on the size of
+the draw, so these are exactly the values `jax.random` would give.
 """
 
 import jax

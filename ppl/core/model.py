@@ -31,8 +31,9 @@ def _running_under_handlers():
 
 
 def _as_device_arrays(tree):
-    """NumPy data becomes JAX arrays once, so models can index it with traced values."""
-    return jax.tree.map(lambda a: jnp.asarray(a) if isinstance(a, np.ndarray) else a, tree)
+    """NumPy data becomes JAX arrays once, so models can index it with traced values
+    (`device_put`, not `jnp.asarray`: that compiles a conversion program for float64)."""
+    return jax.tree.map(lambda a: jax.device_put(a) if isinstance(a, np.ndarray) else a, tree)
 
 
 def int_key(seed):

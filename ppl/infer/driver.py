@@ -142,7 +142,8 @@ def _strongly_typed(x):
     """A chunk returns no weakly typed arrays (e.g. from `jnp.full(d, 0.1)`): one in the
     initial state would make the second chunk compile again, for the new types."""
     if isinstance(x, jax.Array) and jax.typeof(x).weak_type:
-        return jax.lax.convert_element_type(x, x.dtype)
+        # through the host: an eager convert is a program to compile (~10 ms cold)
+        return jax.device_put(np.asarray(x), x.sharding)
     return x
 
 
