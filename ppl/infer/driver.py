@@ -142,8 +142,9 @@ def _strongly_typed(x):
     """A chunk returns no weakly typed arrays (e.g. from `jnp.full(d, 0.1)`): one in the
     initial state would make the second chunk compile again, for the new types."""
     if isinstance(x, jax.Array) and jax.typeof(x).weak_type:
-        # through the host: an eager convert is a program to compile (~10 ms cold)
-        return jax.device_put(np.asarray(x), x.sharding)
+        # through the host: an eager convert is a program to compile (~10 ms cold); placed
+        # as it was (a committed array, unlike the chunk's outputs, would compile it again)
+        return jax.device_put(np.asarray(x), x.sharding if x.committed else None)
     return x
 
 
