@@ -361,3 +361,14 @@ def test_batch_shape_that_does_not_fit_its_plate_names_the_site():
 
     with raises(ModelError, r"site 'theta' \(Normal, batch shape \(3,\).*'groups' \(size 5"):
         ppl.infer(misfit(), **FAST)
+
+
+def test_invalid_parameter_is_named_with_its_site():
+    @ppl.model
+    def bad_scale(scale_tril):
+        ppl.sample("x", dist.MultivariateNormal(jnp.zeros(2), scale_tril=scale_tril))
+
+    upper = jnp.array([[1.0, 0.5], [0.0, 1.0]])  # not lower triangular
+    with raises(ModelError, r"bad_scale: site 'x': MultivariateNormal got an invalid scale_tril"):
+        ppl.infer(bad_scale(upper))
+    assert bad_scale(jnp.eye(2)).log_density().size == 2

@@ -5,13 +5,15 @@ from contextlib import contextmanager
 
 import jax
 import numpy as np
-from numpyro.distributions import Distribution, MaskedDistribution, Unit
+from numpyro.distributions import Distribution, MaskedDistribution, Unit, constraints
 from numpyro.distributions.constraints import Constraint, independent
 from numpyro.primitives import Messenger
 
 from ppl.errors import DataError, ModelError
 
-__all__ = ["check_observed_sites", "observed_in_support", "SkipCheckedSupport"]
+__all__ = [
+    "check_observed_sites", "check_parameters", "observed_in_support", "SkipCheckedSupport",
+]  # fmt: skip
 
 
 def _broadcast(a, b):
@@ -84,6 +86,26 @@ def check_observed_sites(trace, model_name):
                     f"(NaN or inf) out of {value.size}; drop or impute them, or pass "
                     "obs_mask= to ppl.sample to treat them as missing"
                 )
+
+
+def check_parameters(trace, model_name):
+    """Each concrete parameter of each site's distribution (and of the distributions it
+    wraps) inside its constraint, checked with NumPy: NumPyro's own check when it builds
+    a distribution runs jax.numpy eagerly, one compiled program per operation (0.7 s for
+    one 100 x 100 `scale_tril`, more than a small model's whole MCMC run)."""
+    for name, site in trace.items():
+        fn = site["fn"] if site["type"] == "sample" else None
+        while isinstance(fn, Distribution):
+            for param, value in fn.get_args().items():
+                constraint = fn.arg_constraints[param]
+                if isinstance(value, jax.core.Tracer) or constraints.is_dependent(constraint):
+                    continue
+                if not np.all(constraint(np.asarray(value))):
+                    raise ModelError(
+                        f"{model_name}: site '{name}': {type(fn).__name__} got an invalid "
+                        f"{param} (outside {constraint}); check the value the model gives it"
+                    )
+            fn = getattr(fn, "base_dist", None)
 
 
 def traced(constraint):

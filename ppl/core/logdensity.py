@@ -18,12 +18,17 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.distributions import Independent, Unit
+from numpyro.distributions import Independent, Unit, distribution
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import draws, handlers
-from ppl.core.checks import check_observed_sites, observed_in_support, traced
+from ppl.core.checks import (
+    check_observed_sites,
+    check_parameters,
+    observed_in_support,
+    traced,
+)
 from ppl.core.model import abstract_call, improper_values
 from ppl.errors import InferenceError, ModelError, OptionError
 
@@ -79,6 +84,18 @@ def _needs_values(trace):
     return False
 
 
+def _structure(bound_model, seed):
+    """The model's abstract trace (shapes, no compiles), the concrete parameters of its
+    distributions checked with NumPy (`check_parameters`) rather than by NumPyro's eager
+    jax.numpy checks."""
+    if not distribution._VALIDATION_ENABLED:  # the user turned validation off
+        return abstract_call(lambda: bound_model.trace(seed=seed))
+    with distribution.validation_enabled(False):
+        trace = abstract_call(lambda: bound_model.trace(seed=seed))
+    check_parameters(trace, bound_model.name)
+    return trace
+
+
 def _log_det_site(name):
     return f"_{name}_log_det"
 
@@ -99,7 +116,7 @@ class LogDensity:
     """
 
     def __init__(self, bound_model, seed=0):
-        abstract = trace = abstract_call(lambda: bound_model.trace(seed=seed))  # no compiles
+        abstract = trace = _structure(bound_model, seed)
         if _needs_values(trace):  # computed data, or supports that depend on latent values
             trace = bound_model.trace(seed=seed)
         check_observed_sites(trace, bound_model.name)
