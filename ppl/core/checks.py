@@ -1,4 +1,5 @@
-"""Up-front checks of observed data, so bad input fails with a message, not a tracer."""
+"""Up-front checks of observed data and of concrete parameters, so bad input fails with a
+message, not a tracer; data found valid here is not checked again at every evaluation."""
 
 import copy
 from contextlib import contextmanager

@@ -88,11 +88,11 @@ def _structure(bound_model, seed):
     """The model's abstract trace (shapes, no compiles), the concrete parameters of its
     distributions checked with NumPy (`check_parameters`) rather than by NumPyro's eager
     jax.numpy checks."""
-    if not distribution._VALIDATION_ENABLED:  # the user turned validation off
-        return abstract_call(lambda: bound_model.trace(seed=seed))
+    validating = distribution._VALIDATION_ENABLED  # unless the user turned it off
     with distribution.validation_enabled(False):
         trace = abstract_call(lambda: bound_model.trace(seed=seed))
-    check_parameters(trace, bound_model.name)
+    if validating:
+        check_parameters(trace, bound_model.name)
     return trace
 
 

@@ -9,16 +9,19 @@ windows), updated during the first `num_warmup` steps and frozen after.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from numpyro.infer.hmc_util import IntegratorState, dual_averaging, warmup_adapter
+from numpyro.infer.hmc_util import (
+    IntegratorState,
+    dual_averaging,
+    euclidean_kinetic_energy,
+    velocity_verlet,
+    warmup_adapter,
+)
 
 from ppl.core import draws
+from ppl.core.model import int_key
 from ppl.mcmc.kernel import Kernel, MCMCState, evaluator, refresher
 
 __all__ = ["adaptive", "point_at"]
-
-
-_ADAPTER_KEY = jax.random.wrap_key_data(np.zeros(2, np.uint32), impl="threefry2x32")
 
 
 def point_at(state):
@@ -30,16 +33,18 @@ def initial_step_size(potential, point, step_size, key):
     NumPyro): double or halve `step_size` until one leapfrog step from `point` with unit
     mass crosses an acceptance probability of 0.8. One momentum, drawn before the loop
     (NumPyro draws one per try): no random-number code inside it to compile."""
-    z, _, potential_energy, grad = point
+    z = point.z
     r = draws.normal(key, z.shape[0], z.dtype)
-    energy = potential_energy + 0.5 * jnp.dot(r, r)
+    unit = jnp.ones_like(z)
+    energy = point.potential_energy + euclidean_kinetic_energy(unit, r)
+    _, leapfrog = velocity_verlet(potential, euclidean_kinetic_energy)
     finfo = jnp.finfo(z.dtype)
 
     def accepts(eps):  # exp(-ΔH) > 0.8; a NaN energy (divergence) halves the step
-        r_half = r - 0.5 * eps * grad
-        pe_new, grad_new = jax.value_and_grad(potential)(z + eps * r_half)
-        r_new = r_half - 0.5 * eps * grad_new
-        return jnp.log(0.8) < energy - (pe_new + 0.5 * jnp.dot(r_new, r_new))
+        end = leapfrog(eps, unit, IntegratorState(z, r, point.potential_energy, point.z_grad))
+        return jnp.log(0.8) < energy - (
+            end.potential_energy + euclidean_kinetic_energy(unit, end.r)
+        )
 
     def body(state):
         eps, _, direction = state
@@ -117,7 +122,7 @@ def adaptive(
             start_step = initial_step_size(potential, point, step_size, key)
         # the adapter only splits and keeps its key (its step-size search is off): it
         # gets a constant one, which leaves no random-number code to compile
-        adapt = adapt_init(point, _ADAPTER_KEY, step_size=start_step, mass_matrix_size=z.shape[0])
+        adapt = adapt_init(point, int_key(0), step_size=start_step, mass_matrix_size=z.shape[0])
         return MCMCState(jnp.array(0), z, pe, grad, adapt, jnp.array(int(uses_gradient)))
 
     def step_at(key, state, i):
