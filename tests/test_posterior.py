@@ -17,6 +17,7 @@ from scipy import stats
 
 import ppl
 from ppl.errors import PPLError
+from ppl.infer import summary
 from ppl.infer.summary import COLUMNS, _average_ranks
 
 with warnings.catch_warnings():
@@ -119,6 +120,31 @@ def test_summary_odd_and_short_chains(draws):
 def test_average_ranks_match_scipy_with_ties(x):
     # Few distinct values: many ties, within and across the rows of the last axis.
     np.testing.assert_array_equal(_average_ranks(x), stats.rankdata(x, method="average", axis=-1))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=7),
+        elements=st.sampled_from([-2.5, 0.0, 3.0]) | st.floats(-1e6, 1e6),
+    ),
+    st.lists(st.floats(0, 1), min_size=1, max_size=4),
+)
+def test_quantiles_from_one_sort_equal_numpys(x, probs):
+    # The tail ESS compares draws with these quantiles: they must be NumPy's to the bit.
+    flat = x.reshape(x.shape[:-2] + (-1,))
+    expected = np.quantile(flat, probs, axis=-1)
+    np.testing.assert_array_equal(summary._quantiles(x, probs), expected)
+
+
+def test_statistics_split_over_threads_are_unchanged(synthetic, monkeypatch):
+    draws = np.moveaxis(
+        np.concatenate([synthetic.samples["b"], synthetic.samples["a"][..., None]], -1), -1, 0
+    )
+    whole = summary.rank_diagnostics(draws)
+    monkeypatch.setattr(summary, "PARALLEL_VALUES", 1)  # one part per component
+    np.testing.assert_array_equal(summary.rank_diagnostics(draws), whole)
 
 
 def test_summary_selects_sites_and_prints(synthetic):

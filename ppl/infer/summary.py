@@ -3,15 +3,18 @@
 The effective sample size follows Stan (and ArviZ, and the `posterior` R package)
 to the letter: Geyer's initial positive sequence with Stan's last-pair
 correction, the monotone sequence, and the cap ESS <= S·log10(S). NumPyro's
-`effective_sample_size` drops the correction, which shifts ESS by a few percent,
-so only its autocovariance is reused here.
+`effective_sample_size` drops the correction, which shifts ESS by a few percent, and
+its `autocovariance` inverts every chain's spectrum: here the chains' spectra are
+averaged first (ESS needs only their mean autocovariance), one inverse per component.
 """
 
-from functools import partial
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache, partial
 
 import numpy as np
-from numpyro.diagnostics import autocovariance, gelman_rubin
 from scipy import special
+from scipy.fft import next_fast_len
 
 __all__ = [
     "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
@@ -33,30 +36,65 @@ def _split(x):
     return np.concatenate([x[..., :half], x[..., x.shape[-1] - half :]], axis=-2)
 
 
-def _average_ranks(x):
-    """Ranks 1..n along the last axis, tied values sharing their average rank (as
-    `scipy.stats.rankdata(method="average")`, in about half its time): one sort per row,
-    then the tie groups of all rows in one flat pass (a row's first value starts a group)."""
-    n = x.shape[-1]
-    rows = x.reshape(-1, n)
+def _sort_rows(x):
+    """(rows, order, ordered): `x` as rows of its last axis, each row's argsort and its
+    values in that order."""
+    rows = x.reshape(-1, x.shape[-1])
     order = np.argsort(rows, axis=-1)
-    ordered = np.take_along_axis(rows, order, axis=-1)
+    return rows, order, np.take_along_axis(rows, order, axis=-1)
+
+
+def _sorted_ranks(ordered):
+    """Ranks 1..n of the values of sorted rows, tied values sharing their average rank;
+    one row (1, n) for all when no row has a tie (continuous draws, the common case).
+    Tie groups of all rows are found in one flat pass (a row's first value starts one)."""
+    n = ordered.shape[-1]
     starts_group = np.empty(ordered.shape, bool)
     starts_group[:, 0] = True
     np.not_equal(ordered[:, 1:], ordered[:, :-1], out=starts_group[:, 1:])
+    if starts_group.all():
+        return np.arange(1.0, n + 1)[None]
     first = np.flatnonzero(starts_group)  # flat positions where a group starts
     end = np.append(first[1:], starts_group.size)  # one past its last
     average = 0.5 * (first + end + 1) - (first // n) * n  # 1-based, within the row
-    ranks = np.empty(rows.size)
-    ranks[(order + n * np.arange(len(rows))[:, None]).ravel()] = np.repeat(average, end - first)
-    return ranks.reshape(x.shape)
+    return np.repeat(average, end - first).reshape(ordered.shape)
+
+
+def _unsort(order, values):
+    """`values` given in each row's sorted order, put back in the rows' own order."""
+    out = np.empty(order.shape)
+    np.put_along_axis(out, order, values, axis=-1)
+    return out
+
+
+def _average_ranks(x):
+    """Ranks 1..n along the last axis, tied values sharing their average rank (the values
+    of `scipy.stats.rankdata(method="average")`, in about a third of its time)."""
+    _, order, ordered = _sort_rows(x)
+    return _unsort(order, _sorted_ranks(ordered)).reshape(x.shape)
 
 
 def _z_scale(x):
-    """Normal scores of the ranks (ties averaged) over each leading index's draws."""
+    """Normal scores of the ranks (ties averaged) over each leading index's draws; without
+    ties every row's scores are the same n values, computed once."""
     flat = x.reshape(x.shape[:-2] + (-1,))
-    ranks = _average_ranks(flat).reshape(x.shape)
-    return special.ndtri((ranks - 0.375) / (flat.shape[-1] + 0.25))  # norm.ppf, less overhead
+    _, order, ordered = _sort_rows(flat)
+    scores = special.ndtri((_sorted_ranks(ordered) - 0.375) / (flat.shape[-1] + 0.25))
+    return _unsort(order, scores).reshape(x.shape)
+
+
+def _quantiles(x, probs):
+    """`np.quantile(draws, probs)` (its default linear method and interpolation formula)
+    over each leading index's draws, from one sort: shape (len(probs), ...)."""
+    flat = np.sort(x.reshape(x.shape[:-2] + (-1,)), axis=-1)
+    index = np.asarray(probs, dtype=np.float64) * (flat.shape[-1] - 1)
+    below = np.floor(index).astype(int)
+    above = np.minimum(below + 1, flat.shape[-1] - 1)
+    t = index - below
+    a, b = np.moveaxis(flat[..., below], -1, 0), np.moveaxis(flat[..., above], -1, 0)
+    t = t.reshape((-1,) + (1,) * (a.ndim - 1))
+    diff = b - a
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
 
 def _valid(x):
@@ -67,6 +105,35 @@ def _valid(x):
     return np.all(np.isfinite(flat), axis=-1) & (np.ptp(flat, axis=-1) > 0)
 
 
+def _variances(x):
+    """(W, var_plus) per leading index of draws (..., chains, draws): the mean within-chain
+    variance (ddof=1) and the pooled estimate of the variance, W (n-1)/n + B/n."""
+    m, n = x.shape[-2:]
+    within = x.var(axis=-1, ddof=1).mean(axis=-1)
+    between = x.mean(axis=-1).var(axis=-1, ddof=1) if m > 1 else 0.0
+    return within, within * (n - 1) / n + between
+
+
+def _gelman_rubin(x):
+    """R-hat of draws (..., chains, draws), not split (NumPyro's `gelman_rubin`)."""
+    within, var_plus = _variances(x)
+    return np.sqrt(var_plus / within)
+
+
+def _mean_autocovariance(x):
+    """The chains' biased autocovariances at lags 0..n-1, averaged over chains: (..., n).
+    Averaged before the inverse FFT (it is linear), so one inverse transform per index."""
+    n = x.shape[-1]
+    size = 2 * next_fast_len(n, real=True)  # >= 2n - 1: no circular wrap-around
+    # (NumPy's FFT: scipy.fft zero-pads to `size` about 3x slower here)
+    spectrum = np.fft.rfft(x - x.mean(axis=-1, keepdims=True), n=size, axis=-1)
+    parts = spectrum.view(np.float64)  # real and imaginary parts interleaved
+    np.square(parts, out=parts)  # in place: no new arrays of the spectrum's size
+    summed = parts.sum(axis=-2)  # over chains
+    power = (summed[..., 0::2] + summed[..., 1::2]) / x.shape[-2]
+    return np.fft.irfft(power, n=size, axis=-1)[..., :n] / n
+
+
 def _ess(x):
     """Stan's effective sample size, no splitting. Geyer's initial positive sequence over
     the pairs (rho[2j], rho[2j+1]) stops at the first pair with a non-positive sum (or
@@ -75,11 +142,9 @@ def _ess(x):
     m, n = x.shape[-2:]
     if n < 4:
         return np.full(x.shape[:-2], np.nan)
-    acov = autocovariance(x, axis=-1, bias=True)
-    mean_var = acov[..., 0].mean(axis=-1) * n / (n - 1)
-    between = x.mean(axis=-1).var(axis=-1, ddof=1) if m > 1 else 0.0
-    var_plus = mean_var * (n - 1) / n + between
-    rho = 1.0 - (mean_var[..., None] - acov.mean(axis=-2)) / var_plus[..., None]
+    acov = _mean_autocovariance(x)
+    mean_var, var_plus = _variances(x)
+    rho = 1.0 - (mean_var[..., None] - acov) / var_plus[..., None]
     rho[..., 0] = 1.0
     num_steps = max(0, -(-(n - 2) // 2) - 1)  # pairs j = 1, 2, ... with 2j - 1 < n - 3
     pair_sums = rho[..., : 2 * num_steps + 2].reshape(rho.shape[:-1] + (-1, 2)).sum(axis=-1)
@@ -101,9 +166,35 @@ def _batch(statistic, x, trailing=()):
     valid = _valid(x)
     out = np.full(valid.shape + trailing, np.nan)
     if np.any(valid):
-        with np.errstate(all="ignore"):
-            out[valid] = statistic(x[valid])
+        out[valid] = _in_parallel(partial(_quietly, statistic), x[valid])
     return out
+
+
+def _quietly(statistic, x):
+    with np.errstate(all="ignore"):  # (NumPy's error state is per thread)
+        return statistic(x)
+
+
+#: Draws per part, at least, when components are split over threads.
+PARALLEL_VALUES = 2**14
+
+
+@cache
+def _threads():
+    return ThreadPoolExecutor(min(os.cpu_count() or 1, 8), thread_name_prefix="ppl-summary")
+
+
+os.register_at_fork(after_in_child=_threads.cache_clear)  # a fork's copy has no threads
+
+
+def _in_parallel(statistic, x):
+    """`statistic` of the components (leading axis) of `x`, in parts over up to 8 cores:
+    NumPy releases the GIL while it sorts, transforms and does arithmetic, so a run's
+    checks take about 1/cores of the time; each component's values are unchanged."""
+    parts = min(os.cpu_count() or 1, 8, len(x), x.size // PARALLEL_VALUES)
+    if parts <= 1:
+        return statistic(x)
+    return np.concatenate(list(_threads().map(statistic, np.array_split(x, parts))))
 
 
 def _scalar(statistic, x):
@@ -115,36 +206,35 @@ def _unscaled(x):
     return x
 
 
-def _tail_indicators(x):
+def _tail_indicators(x, quantiles=None):
     """The split draws' indicators of the 5% and 95% quantiles, stacked on a first axis."""
-    flat = x.reshape(x.shape[:-2] + (-1,))
-    quantiles = np.quantile(flat, [0.05, 0.95], axis=-1)[..., None, None]
-    return _split((x <= quantiles) * 1.0)
+    if quantiles is None:
+        quantiles = _quantiles(x, (0.05, 0.95))
+    return _split((x <= quantiles[..., None, None]) * 1.0)
 
 
 def _tail(x):
     return np.fmin(*_ess(_tail_indicators(x)))
 
 
-def _r_hat(x, z, scale):
+def _r_hat(x, z, scale, median=None):
     """Split R-hat, the larger of the bulk and folded versions, given `z` = scale(split
     draws); a NaN one (e.g. constant folds) is skipped."""
-    median = np.median(x.reshape(x.shape[:-2] + (-1,)), axis=-1)[..., None, None]
-    folded = scale(_split(np.abs(x - median)))
+    if median is None:
+        median = _quantiles(x, (0.5,))[0]
+    folded = scale(_split(np.abs(x - median[..., None, None])))
     return np.fmax(_gelman_rubin(z), _gelman_rubin(folded))
-
-
-def _gelman_rubin(x):
-    """NumPyro's R-hat of draws (..., chains, draws)."""
-    return gelman_rubin(np.moveaxis(x, (-2, -1), (0, 1)))
 
 
 def _diagnostics(x, scale):
     """(r_hat, ess_bulk, ess_tail) stacked on a last axis, with draws scaled by `scale`
-    (normal scores of ranks, or none) for the first two; the scaling is done once."""
+    (normal scores of ranks, or none) for the first two; the scaling is done once, and
+    the quantiles of all three come from one sort."""
     z = scale(_split(x))
-    bulk, q05, q95 = _ess(np.concatenate([z[None], _tail_indicators(x)]))  # one FFT pass
-    return np.stack([_r_hat(x, z, scale), bulk, np.fmin(q05, q95)], axis=-1)
+    q05, median, q95 = _quantiles(x, (0.05, 0.5, 0.95))
+    tails = _tail_indicators(x, np.stack([q05, q95]))
+    bulk, tail05, tail95 = _ess(np.concatenate([z[None], tails]))  # one FFT pass
+    return np.stack([_r_hat(x, z, scale, median), bulk, np.fmin(tail05, tail95)], axis=-1)
 
 
 def ess(x):
