@@ -29,6 +29,8 @@ $PY -c "import jax, numpyro, optax; print('jax', jax.__version__, 'numpyro', num
 bench svi 100 $PY benchmarks/svi_vs_numpyro.py                                   # issue 5
 BENCH_CHAINS=128 BENCH_MODELS=logistic BENCH_KERNELS=nuts \
     bench mcmc128 110 $PY benchmarks/mcmc_vs_anchors.py                          # issue 3
+BENCH_CHAINS=128 BENCH_MODELS=eight_schools,gaussian BENCH_KERNELS=hmc BENCH_LIBRARIES=ppl,blackjax \
+    bench mcmc128hmc 150 $PY benchmarks/mcmc_vs_anchors.py                       # issue 3
 BENCH_PARTICLES=100000 bench smc 110 $PY benchmarks/smc_vs_blackjax.py           # issue 4
 bench pf 40 $PY benchmarks/pf_vs_hand.py 100000 1000000                                 # issue 4
 bench flows 80 $PY benchmarks/flows_vs_numpyro.py                                # issue 6

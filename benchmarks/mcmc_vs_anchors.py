@@ -48,6 +48,7 @@ which makes those rows swing from run to run.
     python benchmarks/mcmc_vs_anchors.py          # ~11 min on 2 CPU cores
     python benchmarks/mcmc_vs_anchors.py --quick  # tiny settings, to check it runs
     BENCH_CHAINS=128 BENCH_MODELS=logistic BENCH_KERNELS=nuts python ...  # a part of it
+    BENCH_LIBRARIES=ppl,blackjax python ...  # without NumPyro
 """
 
 import json
@@ -78,6 +79,7 @@ def subset(variable, full):
 MODELS = subset("BENCH_MODELS", ("logistic", "eight_schools", "gaussian"))
 KERNELS = subset("BENCH_KERNELS", ("nuts", "hmc", "mala", "rwmh"))
 ANCHOR_KERNELS = {"numpyro": subset("BENCH_KERNELS", ("nuts",)), "blackjax": KERNELS}
+LIBRARIES = subset("BENCH_LIBRARIES", ("ppl", "numpyro", "blackjax"))
 HMC_STEPS = {"logistic": 8, "eight_schools": 8, "gaussian": 16}
 TARGET_ACCEPT = {"mala": 0.574, "rwmh": 0.234}
 CHEAP = {"mala": 10, "rwmh": 10}  # step multiplier for kernels with <= 1 gradient per step
@@ -416,6 +418,7 @@ def main(quick):
     t0 = time.perf_counter()
     runs = [(m, "ppl", k) for m in MODELS for k in ppl_kernels()]
     runs += [(m, lib, k) for m in MODELS for lib, ks in ANCHOR_KERNELS.items() for k in ks]
+    runs = [r for r in runs if r[1] in LIBRARIES]
     runs.sort(key=lambda r: (MODELS.index(r[0]), KERNELS.index(r[2]), r[1] != "ppl"))
     results = {}
     for run in runs:

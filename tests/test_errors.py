@@ -372,3 +372,35 @@ def test_invalid_parameter_is_named_with_its_site():
     with raises(ModelError, r"bad_scale: site 'x': MultivariateNormal got an invalid scale_tril"):
         ppl.infer(bad_scale(upper))
     assert bad_scale(jnp.eye(2)).log_density().size == 2
+
+
+def test_traced_parameters_cost_no_eager_compilations():
+    """NumPyro checks a new distribution's parameters under `ensure_compile_time_eval`; on
+    traced ones that decides nothing but compiled each constant part of the check eagerly
+    (21 programs here). A bound model skips those checks (concrete ones still run)."""
+
+    @ppl.model
+    def gaussian(scale_tril):
+        ppl.sample("x", dist.MultivariateNormal(jnp.zeros(7), scale_tril=scale_tril))
+
+    def value(ld, z):  # the log density as an argument: its data traced, as in ppl's programs
+        return ld.value_and_grad(z)[0]
+
+    ld, z = gaussian(jnp.eye(7) * 2.0).log_density(), jnp.zeros(7)
+    compiled = []
+
+    def listen(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            compiled.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        log_p = jax.jit(value)(ld, z)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert compiled == ["jit(value)"]
+    expected = dist.MultivariateNormal(z, scale_tril=jnp.eye(7) * 2.0).log_prob(z)
+    np.testing.assert_allclose(log_p, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="got invalid scale_tril"):  # concrete, eager: checked
+        with ppl.handlers.seed(rng_seed=0):
+            gaussian(-jnp.eye(7))()

@@ -9,11 +9,13 @@ import numpy as np
 from numpyro.distributions import Distribution, MaskedDistribution, Unit, constraints
 from numpyro.distributions.constraints import Constraint, independent
 from numpyro.primitives import Messenger
+from numpyro.util import not_jax_tracer
 
 from ppl.errors import DataError, ModelError
 
 __all__ = [
     "check_observed_sites", "check_parameters", "observed_in_support", "SkipCheckedSupport",
+    "traced_parameters_unchecked",
 ]  # fmt: skip
 
 
@@ -107,6 +109,42 @@ def check_parameters(trace, model_name):
                         f"{param} (outside {constraint}); check the value the model gives it"
                     )
             fn = getattr(fn, "base_dist", None)
+
+
+_numpyro_validate_args = Distribution.validate_args
+
+
+def _validate_concrete_args(self, strict=True):
+    """NumPyro's check of a new distribution's parameters, skipping those that are tracers.
+    A traced parameter's check gives a traced answer, which NumPyro ignores (`strict=False`,
+    as its constructors ask), yet it runs under `jax.ensure_compile_time_eval`, which
+    compiles each constant part of it eagerly: ~0.5 s of the first compiled program of a
+    model with a 100 x 100 `scale_tril`."""
+    if strict:
+        return _numpyro_validate_args(self, strict)
+    with jax.ensure_compile_time_eval():
+        for param, value in self.get_args().items():
+            constraint = self.arg_constraints[param]
+            if isinstance(value, jax.core.Tracer) or constraints.is_dependent(constraint):
+                continue
+            valid = constraint(value)
+            if not_jax_tracer(valid) and not np.all(valid):
+                raise ValueError(f"{type(self).__name__} distribution got invalid {param} parameter.")
+
+
+@contextmanager
+def traced_parameters_unchecked():
+    """Run a model with `_validate_concrete_args` as NumPyro's parameter check: the same
+    errors (concrete parameters are checked as before, traced ones never could be), fewer
+    compilations. Distributions still check the values they score (support masks)."""
+    if Distribution.validate_args is _validate_concrete_args:  # nested: already in place
+        yield
+        return
+    Distribution.validate_args = _validate_concrete_args
+    try:
+        yield
+    finally:
+        Distribution.validate_args = _numpyro_validate_args
 
 
 def traced(constraint):

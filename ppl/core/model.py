@@ -20,7 +20,7 @@ from numpyro.infer import Predictive
 from numpyro.primitives import _PYRO_STACK, Messenger
 
 from ppl.core import handlers
-from ppl.core.checks import SkipCheckedSupport
+from ppl.core.checks import SkipCheckedSupport, traced_parameters_unchecked
 from ppl.errors import ModelError, OptionError
 
 __all__ = ["model", "Model", "BoundModel"]
@@ -206,7 +206,8 @@ class BoundModel:
         fn = self.fn
         if self.checked_data:
             fn = SkipCheckedSupport(fn, self.checked_data)
-        return fn(*self.args, **self.kwargs)
+        with traced_parameters_unchecked():
+            return fn(*self.args, **self.kwargs)
 
     def __repr__(self):
         return f"BoundModel({self.name})"
