@@ -68,7 +68,9 @@ def constrained_values(logdensity, zs):
     return jax.vmap(jax.vmap(logdensity.values))(zs)
 
 
-@partial(jax.jit, static_argnums=(0, 3))
+# Compiled without LLVM's optimisations: they are ~40% of this program's compile time (more
+# than a small model's whole run) and would save microseconds of its one run per call.
+@partial(jax.jit, static_argnums=(0, 3), compiler_options={"xla_backend_optimization_level": 0})
 def _start(program, logdensity, key, num_chains):
     """Each chain's first state, whether its density there is finite, and its run key
     (derived here, not by eager `split`s: each of those is a small program to compile)."""
