@@ -15,6 +15,7 @@ import pytest
 
 import ppl
 from ppl import dist, examples
+from ppl.errors import OptionError
 from ppl.infer.summary import component_labels, ess_bulk, ess_tail, r_hat, summarize
 from ppl.mcmc import NUTS, RWMH, cycle, repeat
 from ppl.mcmc import diagnostics as diag
@@ -320,3 +321,23 @@ def test_centred_eight_schools_warns_at_the_users_line(centred):
     d = post.diagnostics
     assert d["r_hat_max"] > 1.01 and d["ess_bulk_min"] < 200
     assert d["divergences"].sum() > 0 and d["e_bfmi"].shape == (2,)
+
+
+def test_convergence_checks_can_be_turned_off(centred):
+    """Same run as `centred` (compiled already), R-hat/ESS skipped: only the per-draw
+    checks warn, and the draws are those of the checked run."""
+    model = examples.eight_schools_centred(examples.EIGHT_SCHOOLS_SIGMA, y=examples.EIGHT_SCHOOLS_Y)
+    settings = dict(num_warmup=200, num_samples=200, num_chains=2, seed=0, progress=False)
+    with pytest.warns(SamplingWarning) as record:
+        post = ppl.infer(model, convergence_checks=False, **settings)
+    messages = [str(w.message) for w in record]
+    assert messages == post.diagnostics["warnings"]
+    assert any("divergent transitions" in m for m in messages)
+    assert not any("r_hat" in m or "ess_" in m for m in messages)
+    assert not {"r_hat_max", "ess_bulk_min", "ess_tail_min"} & set(post.diagnostics)
+    np.testing.assert_array_equal(post.samples["tau"], centred[0].samples["tau"])
+    assert post.summary()["tau"]["r_hat"] > 1.01  # still there on demand
+    with pytest.raises(OptionError, match="convergence_checks must be True or False"):
+        ppl.infer(model, convergence_checks="no", **settings)
+    with pytest.raises(OptionError, match="does not take convergence_checks"):
+        ppl.infer(model, method="vi", convergence_checks=False)

@@ -7,6 +7,8 @@ a correlated bivariate Gaussian. Tolerances are 4 Monte Carlo standard errors
 bias where it is not negligible, computed and stated next to each check.
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,6 +171,18 @@ def test_sgld_posterior_diagnostics(sgld_regression):
     np.testing.assert_allclose(diag["step_size"], h, rtol=1e-6)
     assert post.sample_stats["lp"].shape == (8, 10_000)
     assert np.all(np.isfinite(post.sample_stats["lp"]))
+
+
+def test_sgld_convergence_checks_can_be_turned_off(data):
+    model, method = regression(data.x, data.y), SGLD(step_size=1e-4)
+    settings = dict(num_samples=50, num_warmup=10, num_chains=2, seed=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 50 draws: low ESS, as expected
+        checked = ppl.infer(model, method, **settings)
+    unchecked = ppl.infer(model, method, convergence_checks=False, **settings)
+    np.testing.assert_array_equal(unchecked.samples["w"], checked.samples["w"])
+    assert "ess_bulk_min" in checked.diagnostics and checked.diagnostics["warnings"]
+    assert "ess_bulk_min" not in unchecked.diagnostics and not unchecked.diagnostics["warnings"]
 
 
 # ----- every sampler on a correlated Gaussian ---------------------------------------

@@ -129,7 +129,9 @@ def _validate_concrete_args(self, strict=True):
                 continue
             valid = constraint(value)
             if not_jax_tracer(valid) and not np.all(valid):
-                raise ValueError(f"{type(self).__name__} distribution got invalid {param} parameter.")
+                raise ValueError(
+                    f"{type(self).__name__} distribution got invalid {param} parameter."
+                )
 
 
 @contextmanager

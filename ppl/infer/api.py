@@ -16,6 +16,7 @@ __all__ = ["infer"]
 
 _COMMON = (
     "num_samples", "num_warmup", "num_chains", "seed", "progress", "chain_method", "checkpoint",
+    "convergence_checks",
 )  # fmt: skip
 
 
@@ -42,7 +43,7 @@ def _key(seed):
 
 def infer(
     model, method="nuts", *, num_samples=1000, num_warmup=None, num_chains=4, seed=0,
-    progress=None, chain_method=None, checkpoint=None, **options,
+    progress=None, chain_method=None, checkpoint=None, convergence_checks=None, **options,
 ):  # fmt: skip
     """Run inference on a bound model and return a `Posterior`.
 
@@ -65,6 +66,11 @@ def infer(
         rerun returns the same result without sampling (delete the file to sample
         afresh); a file from another run or a damaged one raises
         `ppl.infer.checkpoint.CheckpointError`, never restarts silently.
+    convergence_checks: MCMC-family methods compute rank-normalised R-hat and bulk/tail
+        ESS of every latent component after the run and warn about poor values (default
+        True). False skips them (as PyMC's `compute_convergence_checks=False`), e.g. for
+        many small runs in a simulation study; `post.summary()` still computes them on
+        demand. The cheap per-draw checks (divergences, E-BFMI, tree depth) always run.
 
     >>> post = ppl.infer(eight_schools(sigma, y=y), method="nuts", num_chains=4, seed=0)
     >>> print(post.summary())
@@ -86,13 +92,23 @@ def infer(
         common["num_warmup"] = _positive_int("num_warmup", warmup, minimum=0)
     elif num_warmup is not None:
         raise OptionError(f"method '{method.name}' has no warmup phase; drop num_warmup")
-    for name, value in (("chain_method", chain_method), ("checkpoint", checkpoint)):
+    per_method = (
+        ("chain_method", chain_method), ("checkpoint", checkpoint),
+        ("convergence_checks", convergence_checks),
+    )  # fmt: skip
+    for name, value in per_method:
         if name not in method.common_options and value is not None:
             raise OptionError(f"method '{method.name}' does not take {name}; drop it")
     if "chain_method" in method.common_options:
         common["chain_method"] = _chain_method(chain_method, common["num_chains"])
     if "checkpoint" in method.common_options:
         common["checkpoint"] = _checkpoint_path(checkpoint)
+    if "convergence_checks" in method.common_options and convergence_checks is not None:
+        if not isinstance(convergence_checks, (bool, np.bool_)):
+            raise OptionError(
+                f"convergence_checks must be True or False, got {convergence_checks!r}"
+            )
+        common["convergence_checks"] = bool(convergence_checks)
     return method.run(model, **common)
 
 

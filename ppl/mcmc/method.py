@@ -104,7 +104,9 @@ def start_chains(program, logdensity, key, num_chains, max_tries=100):
 class MCMCMethod(Method):
     """Base of MCMC method objects; subclasses give `kernel(logdensity, num_warmup)`."""
 
-    common_options = Method.common_options + ("num_warmup", "chain_method", "checkpoint")
+    common_options = Method.common_options + (
+        "num_warmup", "chain_method", "checkpoint", "convergence_checks",
+    )  # fmt: skip
 
     def kernel(self, logdensity, num_warmup):
         """The kernel on `logdensity` (a LogDensity or a ConditionalDensity of a block)."""
@@ -119,7 +121,7 @@ class MCMCMethod(Method):
 
     def run(
         self, model, *, num_samples, num_warmup, num_chains, seed, progress,
-        chain_method="vectorized", checkpoint=None,
+        chain_method="vectorized", checkpoint=None, convergence_checks=True,
     ):  # fmt: skip
         t0 = time.perf_counter()
         ld = model.log_density()
@@ -135,7 +137,8 @@ class MCMCMethod(Method):
         )  # fmt: skip
         samples = constrained_values(ld, zs)
         stats = {"lp": lp, **flat_stats(stats)}
-        latent = {k: samples[k] for k in ld.sites}  # R-hat/ESS checks: latent sites only
+        # R-hat/ESS checks: latent sites only
+        latent = {k: samples[k] for k in ld.sites} if convergence_checks else None
         diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0, latent)
         return Posterior(
             {k: np.asarray(v) for k, v in samples.items()},

@@ -112,7 +112,9 @@ class SGMCMCMethod(Method):
     (step size, schedule, thinning, control variates, init).
     """
 
-    common_options = Method.common_options + ("num_warmup", "chain_method", "checkpoint")
+    common_options = Method.common_options + (
+        "num_warmup", "chain_method", "checkpoint", "convergence_checks",
+    )  # fmt: skip
 
     @property
     def options(self):
@@ -151,7 +153,7 @@ class SGMCMCMethod(Method):
 
     def run(
         self, model, *, num_samples, num_warmup, num_chains, seed, progress,
-        chain_method="vectorized", checkpoint=None,
+        chain_method="vectorized", checkpoint=None, convergence_checks=True,
     ):  # fmt: skip
         t0 = time.perf_counter()
         with minibatches(jax.random.key(0)):  # cheaper than NumPyro's shuffle when tracing
@@ -177,8 +179,9 @@ class SGMCMCMethod(Method):
         zs, info = kept
         samples = {k: np.asarray(v) for k, v in constrained_values(ld, zs).items()}
         stats = {"lp": np.asarray(info.log_density), "step_size": np.asarray(info.step_size)}
-        latent = {k: samples[k] for k in ld.sites}
-        convergence, messages = check_convergence(latent)
+        convergence, messages = {}, []
+        if convergence_checks:
+            convergence, messages = check_convergence({k: samples[k] for k in ld.sites})
         steps = np.asarray(chains.t)
         diagnostics = {
             "step_size": stats["step_size"][:, -1],
