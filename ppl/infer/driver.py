@@ -148,11 +148,11 @@ def _strongly_typed(x):
     return x
 
 
-def _default_chunk_len(phases):
-    """About a twentieth of the run (at most 1000 steps), preferring a length that
+def _default_chunk_len(phases, pieces=20):
+    """About a `pieces`-th of the run (at most 1000 steps), preferring a length that
     divides every phase, so no chunk is partial and only one chunk is compiled."""
     total = sum(p.num_steps for p in phases)
-    target = min(max(1, -(-total // 20)), 1000)
+    target = min(max(1, -(-total // pieces)), 1000)
     common = math.gcd(*(p.num_steps for p in phases))
     fits = [d for d in range(max(1, target // 2), 2 * target + 1) if common % d == 0]
     return min(fits, key=lambda d: (abs(d - target), -d)) if fits else target
@@ -210,7 +210,10 @@ def run(
         )
     phases = [Phase(*p) for p in phases]
     total = sum(p.num_steps for p in phases)
-    chunk_len = chunk_len or _default_chunk_len(phases)
+    # Python runs between chunks: twenty of them for a lively bar, checkpoint or monitor;
+    # else four (still overlapping the host's copies with the device), ~0.7 ms less a call.
+    watched = progress_enabled(progress) or checkpoint is not None or monitor is not None
+    chunk_len = chunk_len or _default_chunk_len(phases, 20 if watched else 4)
     mesh = sharding.chain_mesh(np.shape(chain_keys)[0]) if chain_method == "sharded" else None
     state = jax.tree.map(_strongly_typed, state)
     done, kept, timings, saver = 0, [], {}, None
