@@ -9,7 +9,8 @@ that points at the user's `ppl.infer(...)` line. The thresholds are Stan's and A
   energy, so the tails are explored slowly (heavy tails, funnels);
 - max tree depth hit on more than 1% of a chain's draws: trajectories cut short
   (a rare hit is harmless; Stan reports every hit, we warn once it is not rare);
-- split R-hat > 1.01 (Vehtari et al. 2021, rank-normalised, larger of bulk and folded);
+- split R-hat > 1.01 (Vehtari et al. 2021, rank-normalised, larger of bulk and folded;
+  this and the ESS check are skipped with `ppl.infer(..., convergence_checks=False)`);
 - bulk or tail ESS < 100 per chain, i.e. < 100 * num_chains over the run (Vehtari et al.
   2021's rule, also rstan's): below it the MC error of means or quantiles is unreliable.
 
