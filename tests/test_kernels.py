@@ -39,6 +39,7 @@ from ppl.mcmc import (
     blocks,
     hmc_proposal,
     mala_proposal,
+    rwmh_proposal,
 )
 from ppl.mcmc.kernel import times
 
@@ -181,6 +182,24 @@ def test_mala_acceptance_is_the_one_step_hamiltonian_energy_error(dense):
         np.testing.assert_allclose(new.z, moved, rtol=1e-5)
         probs.append(float(info.accept_prob))
     assert min(probs) < 0.5 < max(probs), probs  # the check covered real MH corrections
+
+
+def test_rwmh_dense_move_has_covariance_step_squared_times_inverse_mass():
+    """On a flat target every proposal is accepted, so the move is z_new - z: a fixed
+    linear map B of the draw's normals, which must satisfy B Bᵀ = inverse mass matrix."""
+    inverse_mm = jnp.array([[1.0, 0.3, 0.0], [0.3, 0.5, 0.1], [0.0, 0.1, 2.0]])
+    mass_sqrt = jnp.linalg.cholesky(jnp.linalg.inv(inverse_mm))  # S Sᵀ = M, as the adapter's
+    point = IntegratorState(jnp.zeros(3), None, jnp.zeros(()), None)
+    propose = jax.jit(rwmh_proposal(lambda z: jnp.zeros(())))
+    moves, normals = [], []
+    for seed in range(3):  # three draws: enough to pin the 3 x 3 map down
+        key = jax.random.key(seed)
+        new, info = propose(key, point, 0.5, inverse_mm, mass_sqrt)
+        assert info.accepted
+        moves.append(new.z / 0.5)
+        normals.append(draws.normal_and_uniform(key, 3)[0])
+    move_map = np.linalg.solve(np.array(normals), np.array(moves)).T  # moves = B normals
+    np.testing.assert_allclose(move_map @ move_map.T, inverse_mm, atol=1e-5)
 
 
 def test_hmc_flags_divergence_and_stays_put():

@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.scipy.linalg import solve_triangular
 from numpyro.infer.hmc_util import IntegratorState
 
 from ppl.core import draws
@@ -30,8 +31,8 @@ def rwmh_proposal(potential):
         eps, uniform = draws.normal_and_uniform(key, point.z.shape[0], point.z.dtype)
         if inverse_mass_matrix.ndim == 1:
             move = jnp.sqrt(inverse_mass_matrix) * eps
-        else:
-            move = jnp.linalg.cholesky(inverse_mass_matrix) @ eps
+        else:  # M = S Sᵀ (S lower triangular): S⁻ᵀ ε has covariance M⁻¹, in O(d²)
+            move = solve_triangular(mass_matrix_sqrt, eps, lower=True, trans="T")
         z_new = point.z + step_size * move
         pe_new = potential(z_new)
         accept_prob = jnp.clip(jnp.exp(point.potential_energy - pe_new), max=1.0)
