@@ -179,9 +179,15 @@ def _quietly(statistic, x):
 PARALLEL_VALUES = 2**14
 
 
+def _cores():
+    """The cores this process may run on (at most 8 used)."""
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return min(len(usable) if usable else os.cpu_count() or 1, 8)
+
+
 @cache
 def _threads():
-    return ThreadPoolExecutor(min(os.cpu_count() or 1, 8), thread_name_prefix="ppl-summary")
+    return ThreadPoolExecutor(_cores(), thread_name_prefix="ppl-summary")
 
 
 os.register_at_fork(after_in_child=_threads.cache_clear)  # a fork's copy has no threads
@@ -191,7 +197,7 @@ def _in_parallel(statistic, x):
     """`statistic` of the components (leading axis) of `x`, in parts over up to 8 cores:
     NumPy releases the GIL while it sorts, transforms and does arithmetic, so a run's
     checks take about 1/cores of the time; each component's values are unchanged."""
-    parts = min(os.cpu_count() or 1, 8, len(x), x.size // PARALLEL_VALUES)
+    parts = min(_cores(), len(x), x.size // PARALLEL_VALUES)
     if parts <= 1:
         return statistic(x)
     return np.concatenate(list(_threads().map(statistic, np.array_split(x, parts))))
