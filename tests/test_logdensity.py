@@ -20,6 +20,7 @@ import ppl
 import ppl.examples
 from ppl import dist
 from ppl.errors import OptionError, PPLError
+from ppl.mcmc.method import constrained_values
 
 TOL = dict(rtol=1e-4, atol=1e-4)
 
@@ -152,6 +153,26 @@ def test_values_are_constrained_and_include_deterministic_sites(ld):
     assert set(constrained_only) == set(ld.sites) and "sr" not in constrained_only
     assert ld.deterministic == ("sr",)
     assert ld.observed == ("y",)
+
+
+def test_draws_of_untransformed_sites_are_cut_on_the_host(ld):
+    """Without transforms or deterministic sites, a run's draws are sliced with NumPy (no
+    program to compile): the same values as the model's own `values`."""
+
+    @ppl.model
+    def reals():
+        ppl.sample("a", dist.Normal(0.0, 1.0))
+        ppl.sample("b", dist.Normal(jnp.zeros((2, 3)), 1.0).to_event(2))
+
+    flat = reals().log_density()
+    assert flat.values_are_slices and not ld.values_are_slices  # ld: transforms, "sr"
+    zs = np.random.default_rng(0).normal(size=(2, 5, flat.size)).astype(np.float32)
+    host = constrained_values(flat, zs)
+    compiled = jax.jit(jax.vmap(jax.vmap(flat.values)))(zs)
+    assert set(host) == set(compiled) == {"a", "b"}
+    for name in host:
+        assert isinstance(host[name], np.ndarray)
+        np.testing.assert_array_equal(host[name], compiled[name])
 
 
 def test_constrain_unconstrain_round_trip(ld):

@@ -145,6 +145,12 @@ def test_statistics_split_over_threads_are_unchanged(synthetic, monkeypatch):
     whole = summary.rank_diagnostics(draws)
     monkeypatch.setattr(summary, "PARALLEL_VALUES", 1)  # one part per component
     np.testing.assert_array_equal(summary.rank_diagnostics(draws), whole)
+    # any memory layout (e.g. a view of draws stored steps-first, as the driver keeps them)
+    x = synthetic.samples["a"]
+    strided = np.swapaxes(np.ascontiguousarray(np.swapaxes(x, 0, 1)), 0, 1)
+    assert not strided.flags.c_contiguous
+    for statistic in (summary.ess, summary.ess_mean, summary.ess_tail, summary.r_hat):
+        np.testing.assert_allclose(statistic(strided), statistic(x), rtol=1e-12)  # sum order
 
 
 def test_summary_selects_sites_and_prints(synthetic):

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import Independent, Unit, distribution
-from numpyro.distributions.transforms import biject_to
+from numpyro.distributions.transforms import IdentityTransform, IndependentTransform, biject_to
 from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import draws, handlers
@@ -94,6 +94,12 @@ def _structure(bound_model, seed):
     if validating:
         check_parameters(trace, bound_model.name)
     return trace
+
+
+def _is_identity(transform):
+    while isinstance(transform, IndependentTransform):
+        transform = transform.base_transform
+    return isinstance(transform, IdentityTransform)
 
 
 def _log_det_site(name):
@@ -185,9 +191,12 @@ class LogDensity:
         return tuple(s.name for s in self._layout[0] if s.is_discrete)
 
     def unflatten(self, z):
-        """Flat unconstrained vector -> dict of unconstrained arrays, site shapes."""
+        """Flat unconstrained vectors (..., size) -> dict of unconstrained arrays (...,
+        site shape); a NumPy `z` gives NumPy arrays (no program to compile)."""
+        xp = np if isinstance(z, np.ndarray) else jnp
+        lead = z.shape[:-1]
         return {
-            s.name: jnp.reshape(z[s.offset : s.offset + s.size], s.unconstrained_shape)
+            s.name: xp.reshape(z[..., s.offset : s.offset + s.size], lead + s.unconstrained_shape)
             for s in self._layout[0]
         }
 
@@ -265,6 +274,14 @@ class LogDensity:
         """Constrained latent values and deterministic sites at `z`."""
         trace = self._run(z, key)[2]
         return {n: trace[n]["value"] for n in (*self.sites, *self.deterministic)}
+
+    @property
+    def values_are_slices(self):
+        """Whether `values(z)` is `unflatten(z)`: no deterministic sites and every latent
+        site continuous on the whole real line (no transform)."""
+        return not self.deterministic and all(
+            not s.is_discrete and _is_identity(biject_to(s.support)) for s in self._layout[0]
+        )
 
     def unconstrain(self, values, key=None):
         """Dict of constrained values (one per latent site) -> flat unconstrained vector."""

@@ -127,7 +127,7 @@ def _mean_autocovariance(x):
     size = 2 * next_fast_len(n, real=True)  # >= 2n - 1: no circular wrap-around
     # (NumPy's FFT: scipy.fft zero-pads to `size` about 3x slower here)
     spectrum = np.fft.rfft(x - x.mean(axis=-1, keepdims=True), n=size, axis=-1)
-    parts = spectrum.view(np.float64)  # real and imaginary parts interleaved
+    parts = np.ascontiguousarray(spectrum).view(np.float64)  # real, imaginary interleaved
     np.square(parts, out=parts)  # in place: no new arrays of the spectrum's size
     summed = parts.sum(axis=-2)  # over chains
     power = (summed[..., 0::2] + summed[..., 1::2]) / x.shape[-2]

@@ -63,8 +63,17 @@ def flat_stats(info, prefix=""):
     return out
 
 
-@jax.jit
 def constrained_values(logdensity, zs):
+    """Site values of draws `zs` (a, b, size): by slicing on the host where no site has a
+    transform or a deterministic value (no program to compile), else by a compiled
+    program running the model's transforms."""
+    if logdensity.values_are_slices:  # (C-ordered copies, as a program's outputs are)
+        return {k: np.ascontiguousarray(v) for k, v in logdensity.unflatten(np.asarray(zs)).items()}
+    return _constrained_values(logdensity, zs)
+
+
+@jax.jit
+def _constrained_values(logdensity, zs):
     return jax.vmap(jax.vmap(logdensity.values))(zs)
 
 
