@@ -292,6 +292,13 @@ RUNNERS = {"ppl": run_ppl, "numpyro": run_numpyro, "blackjax": run_blackjax}
 # -- measurement ----------------------------------------------------------------------------
 
 
+def timed(fn, *args, **kwargs):
+    """(fn(*args, **kwargs), its wall time in seconds)."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
 def worker(model, library, kernel, quick):
     """Inside a fresh process: cold and warm calls at 4 chains, first and warm at 128."""
     problem(model)  # imports (jax, numpyro, ppl) and data, outside the timings
@@ -301,25 +308,18 @@ def worker(model, library, kernel, quick):
     for num_chains in SETTINGS:
         args = (model, kernel, num_chains, *steps(kernel, num_chains, quick))
         r = out[num_chains] = {}
-        t0 = time.perf_counter()
-        RUNNERS[library](*args, 0)
-        r["cold" if num_chains == 4 else "first"] = time.perf_counter() - t0
+        r["cold" if num_chains == 4 else "first"] = timed(RUNNERS[library], *args, 0)[1]
         times, ess, grads, sampler = [], [], [], []
         for seed in WARM_SEEDS:
-            t0 = time.perf_counter()
-            draws, g, s = RUNNERS[library](*args, seed)
-            times.append(time.perf_counter() - t0)
+            (draws, g, s), seconds = timed(RUNNERS[library], *args, seed)
+            times.append(seconds)
             ess.append(min_ess_bulk(draws))
             grads.append(g)
             sampler.append(s)
         r["warm"], r["ess"] = float(np.median(times)), float(np.mean(ess))
         r["unchecked"] = None
         if library == "ppl":  # the same calls without the R-hat/ESS checks (BlackJAX has none)
-            unchecked = []
-            for seed in WARM_SEEDS:
-                t0 = time.perf_counter()
-                run_ppl(*args, seed, checks=False)
-                unchecked.append(time.perf_counter() - t0)
+            unchecked = [timed(run_ppl, *args, seed, checks=False)[1] for seed in WARM_SEEDS]
             r["unchecked"] = float(np.median(unchecked))
         r["grads"] = None if grads[0] is None else float(np.mean(grads))
         r["sampler"] = None if sampler[0] is None else float(np.median(sampler))

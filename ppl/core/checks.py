@@ -91,6 +91,15 @@ def check_observed_sites(trace, model_name):
                 )
 
 
+def _checkable_parameters(fn):
+    """(name, value, constraint) of each parameter of distribution `fn` that a check can
+    decide: a concrete value, under a constraint that does not depend on the others."""
+    for param, value in fn.get_args().items():
+        constraint = fn.arg_constraints[param]
+        if not (isinstance(value, jax.core.Tracer) or constraints.is_dependent(constraint)):
+            yield param, value, constraint
+
+
 def check_parameters(trace, model_name):
     """Each concrete parameter of each site's distribution (and of the distributions it
     wraps) inside its constraint, checked with NumPy: NumPyro's own check when it builds
@@ -99,10 +108,7 @@ def check_parameters(trace, model_name):
     for name, site in trace.items():
         fn = site["fn"] if site["type"] == "sample" else None
         while isinstance(fn, Distribution):
-            for param, value in fn.get_args().items():
-                constraint = fn.arg_constraints[param]
-                if isinstance(value, jax.core.Tracer) or constraints.is_dependent(constraint):
-                    continue
+            for param, value, constraint in _checkable_parameters(fn):
                 if not np.all(constraint(np.asarray(value))):
                     raise ModelError(
                         f"{model_name}: site '{name}': {type(fn).__name__} got an invalid "
@@ -123,10 +129,7 @@ def _validate_concrete_args(self, strict=True):
     if strict:
         return _numpyro_validate_args(self, strict)
     with jax.ensure_compile_time_eval():
-        for param, value in self.get_args().items():
-            constraint = self.arg_constraints[param]
-            if isinstance(value, jax.core.Tracer) or constraints.is_dependent(constraint):
-                continue
+        for param, value, constraint in _checkable_parameters(self):
             valid = constraint(value)
             if not_jax_tracer(valid) and not np.all(valid):
                 raise ValueError(

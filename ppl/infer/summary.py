@@ -37,11 +37,11 @@ def _split(x):
 
 
 def _sort_rows(x):
-    """(rows, order, ordered): `x` as rows of its last axis, each row's argsort and its
-    values in that order."""
+    """(order, ordered) of `x` as rows of its last axis: each row's argsort and its values
+    in that order."""
     rows = x.reshape(-1, x.shape[-1])
     order = np.argsort(rows, axis=-1)
-    return rows, order, np.take_along_axis(rows, order, axis=-1)
+    return order, np.take_along_axis(rows, order, axis=-1)
 
 
 def _sorted_ranks(ordered):
@@ -70,7 +70,7 @@ def _unsort(order, values):
 def _average_ranks(x):
     """Ranks 1..n along the last axis, tied values sharing their average rank (the values
     of `scipy.stats.rankdata(method="average")`, in about a third of its time)."""
-    _, order, ordered = _sort_rows(x)
+    order, ordered = _sort_rows(x)
     return _unsort(order, _sorted_ranks(ordered)).reshape(x.shape)
 
 
@@ -78,7 +78,7 @@ def _z_scale(x):
     """Normal scores of the ranks (ties averaged) over each leading index's draws; without
     ties every row's scores are the same n values, computed once."""
     flat = x.reshape(x.shape[:-2] + (-1,))
-    _, order, ordered = _sort_rows(flat)
+    order, ordered = _sort_rows(flat)
     scores = special.ndtri((_sorted_ranks(ordered) - 0.375) / (flat.shape[-1] + 0.25))
     return _unsort(order, scores).reshape(x.shape)
 
