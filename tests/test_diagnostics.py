@@ -107,7 +107,7 @@ def test_small_sites_get_exactly_the_summary_statistics():
     table = summarize(samples)
     got = {}
     for name, value in samples.items():
-        x = value.reshape(3, 101, -1)
+        x = np.moveaxis(value.reshape(3, 101, -1), -1, 0)
         for label, stats in zip(
             component_labels(name, value.shape[2:]), diag._component_stats(x).T
         ):

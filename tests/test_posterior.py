@@ -27,6 +27,7 @@ with warnings.catch_warnings():
 from conftest import NOISE_SD, linear_regression  # noqa: E402
 
 RTOL = 1e-10  # same formulas in float64: only summation order differs
+ABOVE_ONE = float(np.nextafter(1.0, 2.0))  # a near-tie of 1.0
 
 
 def ar1(rng, phi, chains, draws, offsets=0.0):
@@ -89,6 +90,21 @@ def test_summary_matches_numpy_and_arviz(synthetic):
             np.testing.assert_allclose(row[col], ref.loc[label, col], rtol=RTOL, err_msg=col)
 
 
+def test_statistics_of_repeated_draws_match_arviz():
+    # MCMC draws repeat (a rejected move keeps the last draw) and float32 draws collide:
+    # ranks with many ties, in the draws and in their folds about the median.
+    rng = np.random.default_rng(5)
+    x = ar1(rng, 0.6, 4, 400)
+    stay = rng.uniform(size=x.shape) < 0.3
+    for t in range(1, x.shape[1]):
+        x[:, t] = np.where(stay[:, t], x[:, t - 1], x[:, t])
+    x = np.round(x, 1)  # and a coarse grid: large tie groups
+    x[0, :3] = [1.0, ABOVE_ONE, 1.0]  # near-ties
+    np.testing.assert_allclose(summary.ess_bulk(x), az.ess(x, method="bulk"), rtol=RTOL)
+    np.testing.assert_allclose(summary.ess_tail(x), az.ess(x, method="tail"), rtol=RTOL)
+    np.testing.assert_allclose(summary.r_hat(x), rank_r_hat(x), rtol=RTOL)
+
+
 def test_summary_detects_what_it_should(synthetic):
     table = synthetic.summary()
     assert table["a"]["ess_bulk"] < 0.15 * 2000  # phi=0.9: ESS ≈ N (1-phi)/(1+phi) ≈ 105
@@ -114,11 +130,13 @@ def test_summary_odd_and_short_chains(draws):
     hnp.arrays(
         np.float64,
         hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=9),
-        elements=st.sampled_from([-2.5, -1.0, 0.0, 0.5, 3.0]) | st.floats(-1e3, 1e3),
+        elements=st.sampled_from([-2.5, -1.0, -0.0, 0.0, 0.5, 1.0, ABOVE_ONE, 3.0])
+        | st.floats(-1e3, 1e3),
     )
 )
 def test_average_ranks_match_scipy_with_ties(x):
-    # Few distinct values: many ties, within and across the rows of the last axis.
+    # Few distinct values: many ties, within and across the rows of the last axis, and
+    # near-ties (1 and the next float) that the packed-key sort must order exactly.
     np.testing.assert_array_equal(_average_ranks(x), stats.rankdata(x, method="average", axis=-1))
 
 

@@ -112,8 +112,8 @@ def check_tree_depth(hits, num_draws, max_tree_depth):
 
 
 def _component_stats(x):
-    """(r_hat, ess_bulk, ess_tail) per component of draws (chains, draws, K): the
-    components of all sites of a run together.
+    """(r_hat, ess_bulk, ess_tail) per component of draws (K, chains, draws), float64:
+    the components of all sites of a run together.
 
     Cost control: the exact statistics (those of `Posterior.summary()`, computed for
     all checked components together) cost about 0.25 ms per component at 4 x 1000 draws
@@ -126,26 +126,22 @@ def _component_stats(x):
     names in warnings are exact (barring a screen that misorders near-ties), while
     counts of flagged components of a large run are approximate.
     """
-    num_components = x.shape[-1]
+    num_components, draws_per_component = x.shape[0], x.shape[1] * x.shape[2]
     out = np.full((3, num_components), np.nan)
-    if x.shape[1] < 4:  # too few draws to split: no statistic, as in `ppl.infer.summary`
+    if x.shape[2] < 4:  # too few draws to split: no statistic, as in `ppl.infer.summary`
         return out
     # exact statistics rank every draw of a component: keep that work bounded
-    exact = max(3, min(EXACT_COMPONENTS, _EXACT_VALUES // (x.shape[0] * x.shape[1])))
+    exact = max(3, min(EXACT_COMPONENTS, _EXACT_VALUES // draws_per_component))
     if num_components <= 2 * exact:  # the screen would send (nearly) all of them on anyway
-        checked = np.arange(num_components)
-    else:
-        block = max(1, _CHUNK_VALUES // (x.shape[0] * x.shape[1]))
-        chunks = [
-            unranked_diagnostics(np.ascontiguousarray(np.moveaxis(x[..., i : i + block], -1, 0)))
-            for i in range(0, num_components, block)
-        ]
-        out[:] = [np.concatenate(c) for c in zip(*chunks)]
-        # NaN (constant or broken draws: no statistic) sorts last, not as the worst
-        badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=np.inf)
-        checked = np.unique(np.argsort(badness, axis=1)[:, :exact])
-    # constant or broken draws get NaN (as in `ppl.infer.summary`), screened or not
-    out[:, checked] = rank_diagnostics(np.moveaxis(x[..., checked], -1, 0))
+        # constant or broken draws get NaN (as in `ppl.infer.summary`)
+        return np.stack(rank_diagnostics(x))
+    block = max(1, _CHUNK_VALUES // draws_per_component)
+    chunks = [unranked_diagnostics(x[i : i + block]) for i in range(0, num_components, block)]
+    out[:] = [np.concatenate(c) for c in zip(*chunks)]
+    # NaN (constant or broken draws: no statistic) sorts last, not as the worst
+    badness = np.nan_to_num(np.stack([-out[0], out[1], out[2]]), nan=np.inf)
+    checked = np.unique(np.argsort(badness, axis=1)[:, :exact])
+    out[:, checked] = rank_diagnostics(x[checked])
     return out
 
 
@@ -168,7 +164,7 @@ def check_convergence(samples):
         if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
             continue
         num_chains = value.shape[0]
-        x = value.astype(np.float64).reshape(value.shape[:2] + (-1,))
+        x = value.reshape(value.shape[:2] + (-1,))
         if x.shape[-1] == 0:
             continue
         labels += component_labels(name, value.shape[2:])
@@ -180,9 +176,12 @@ def check_convergence(samples):
     stats = [None] * len(blocks)
     for shape in {x.shape[:2] for x in blocks}:
         group = [i for i, x in enumerate(blocks) if x.shape[:2] == shape]
-        joint = _component_stats(np.concatenate([blocks[i] for i in group], axis=-1))
-        ends = np.cumsum([blocks[i].shape[-1] for i in group])[:-1]
-        for i, part in zip(group, np.split(joint, ends, axis=-1)):
+        sizes = [blocks[i].shape[-1] for i in group]
+        joint = np.empty((sum(sizes),) + shape)  # components first, float64: one copy
+        for i, start, size in zip(group, np.cumsum([0] + sizes), sizes):
+            joint[start : start + size] = np.moveaxis(blocks[i], -1, 0)
+        stats_of_group = _component_stats(joint)
+        for i, part in zip(group, np.split(stats_of_group, np.cumsum(sizes)[:-1], axis=-1)):
             stats[i] = part
     rhat, bulk, tail = np.concatenate(stats, axis=-1)
     with warnings.catch_warnings():
