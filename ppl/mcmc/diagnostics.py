@@ -116,8 +116,8 @@ def _component_stats(x):
     the components of all sites of a run together.
 
     Cost control: the exact statistics (those of `Posterior.summary()`, computed for
-    all checked components together) cost about 0.25 ms per component at 4 x 1000 draws
-    on 2 cores, mostly ranking. Runs of up to 2 x `EXACT_COMPONENTS` components get them for every
+    all checked components together) cost about 0.2 ms per component at 4 x 1000 draws
+    on 2 cores (ranks and FFTs). Runs of up to 2 x `EXACT_COMPONENTS` components get them for every
     component, fewer when there are many draws (so that about 2 x `_EXACT_VALUES` draws
     are ranked, at least 6 components). Larger runs are screened first by
     `unranked_diagnostics` (the same statistics without ranks, in blocks of
