@@ -36,7 +36,7 @@ def mlp_apply(params, x, num_params):
 
 
 def made_masks(dim, hidden, num_params, context_size=0):
-    """Masks (numpy, constants) of the MADE layers: input degrees 1..dim (context units
+    """Boolean masks (numpy, constants) of the MADE layers: input degrees 1..dim (context units
     degree 0), hidden degrees cycling over 1..dim-1, output degree of dimension i is i."""
     in_deg = np.concatenate([np.zeros(context_size, int), np.arange(1, dim + 1)])
     degrees = [in_deg]
@@ -45,7 +45,9 @@ def made_masks(dim, hidden, num_params, context_size=0):
     masks = [(d_out[None, :] >= d_in[:, None]) for d_in, d_out in zip(degrees[:-1], degrees[1:])]
     out_deg = np.tile(np.arange(1, dim + 1), num_params)  # layout (num_params, dim)
     masks.append(out_deg[None, :] > degrees[-1][:, None])
-    return [m.astype(np.float32) for m in masks]
+    # boolean: `w * mask` then compiles to less work on CPU than with float masks (an IAF
+    # layer's step 3.2 -> 2.4 µs, measured), same values
+    return masks
 
 
 def made_init(key, dim, hidden, num_params, context_size=0):

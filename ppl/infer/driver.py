@@ -20,7 +20,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.random import threefry_2x32
 from jax.sharding import PartitionSpec
 
 from ppl.core import draws
@@ -72,10 +71,10 @@ def _key_table(chain_keys, steps):
     if str(jax.random.key_impl(chain_keys)) != "threefry2x32":
         return jax.vmap(_step_keys, (None, 0))(chain_keys, steps)
     n, m = steps.shape[0], draws.padded(steps.shape[0])  # hashed: m steps, n kept
-    padded = steps[0] + jnp.arange(m, dtype=steps.dtype)
-    counts = jnp.concatenate([jnp.zeros_like(padded), padded]).astype(jnp.uint32)  # fold_in's
-    hashed = jax.vmap(threefry_2x32, (0, None))(jax.random.key_data(chain_keys), counts)
-    pairs = jnp.stack([hashed[:, :n], hashed[:, m : m + n]], axis=-1)  # (chains, steps, 2)
+    counts = (steps[0] + jnp.arange(m, dtype=steps.dtype)).astype(jnp.uint32)  # fold_in's
+    data = jax.random.key_data(chain_keys)[:, None, :]  # (chains, 1, 2)
+    pairs = draws.threefry2x32(data[..., 0], data[..., 1], jnp.zeros_like(counts), counts)
+    pairs = jnp.stack(pairs, axis=-1)[:, :n]  # (chains, steps, 2)
     return jax.random.wrap_key_data(jnp.swapaxes(pairs, 0, 1), impl="threefry2x32")
 
 

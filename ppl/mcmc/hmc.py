@@ -81,7 +81,7 @@ def hmc_proposal(
     def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
         key_steps = None
         if not static:
-            key, key_steps = jax.random.split(key)
+            key, key_steps = draws.split(key)
         noise, uniform = draws.normal_and_uniform(key, point.z.shape[0], point.z.dtype)
         r = times(mass_matrix_sqrt, noise)
         start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)

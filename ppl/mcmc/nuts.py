@@ -37,7 +37,7 @@ def nuts_proposal(potential, max_tree_depth=10, max_delta_energy=1000.0):
     _, vv_update = velocity_verlet(potential, euclidean_kinetic_energy)
 
     def propose(key, point, step_size, inverse_mass_matrix, mass_matrix_sqrt):
-        key_momentum, key_tree = jax.random.split(key)
+        key_momentum, key_tree = draws.split(key)
         r = times(mass_matrix_sqrt, draws.normal(key_momentum, point.z.shape[0], point.z.dtype))
         start = IntegratorState(point.z, r, point.potential_energy, point.z_grad)
         tree = build_tree(
