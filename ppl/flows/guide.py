@@ -15,7 +15,6 @@ layer by layer (Vaitl et al. 2022: `Bijector.forward_and_score`); others (autore
 layers) use ∇_u log q = J⁻ᵀ ∇_ε log q(T(ε)) with the full Jacobian J = ∂u/∂ε and a solve.
 """
 
-import math
 import numbers
 from dataclasses import dataclass
 
@@ -25,40 +24,14 @@ from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.transforms import biject_to
 
 from ppl import dist
-from ppl.core import draws
 from ppl.core.primitives import param, sample
 from ppl.errors import ModelError, OptionError
 from ppl.flows.bijector import Bijector
 from ppl.vi.guides import AutoGuide, _path_name
 
-__all__ = ["FlowGuideBase", "FlowGuide", "Pushforward", "StandardNormal"]
+__all__ = ["FlowGuideBase", "FlowGuide", "Pushforward"]
 
 sg = jax.lax.stop_gradient
-
-
-class StandardNormal(Distribution):
-    """N(0, I) on R^size: a flow guide's base draw ε. Its draws are those of
-    `dist.Normal(0, 1).expand([size]).to_event(1)`, made by `ppl.core.draws` (no rolled
-    hash loop in the compiled step on CPU)."""
-
-    arg_constraints = {}
-    support = constraints.real_vector
-    reparametrized_params = []
-    has_rsample = True
-    pytree_aux_fields = ("size",)
-
-    def __init__(self, size):
-        self.size = size
-        super().__init__(batch_shape=(), event_shape=(size,))
-
-    def sample(self, key, sample_shape=()):
-        shape = tuple(sample_shape) + (self.size,)
-        return draws.normal(key, math.prod(shape)).reshape(shape)
-
-    rsample = sample
-
-    def log_prob(self, value):
-        return dist.Normal(0.0, 1.0).log_prob(value).sum(-1)
 
 
 class PointGivenEps(Distribution):
@@ -155,7 +128,7 @@ class FlowGuideBase(AutoGuide):
         loc = param("auto_loc", init)
         scale = param("auto_scale", jnp.full(d, self.init_scale), constraint=constraints.positive)
         weights = register("auto_flow", self.flow.init(jax.random.key(0), d))
-        eps = sample("_auto_eps", StandardNormal(d))
+        eps = sample("_auto_eps", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
         return sample("_auto_u", Pushforward(self.flow, weights, loc, scale, eps))
 
     # ----- the fitted guide as a density (plots, checks) ----------------------------

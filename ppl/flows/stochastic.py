@@ -65,7 +65,7 @@ from ppl.core.model import BoundModel
 from ppl.core.primitives import deterministic, param, sample
 from ppl.errors import OptionError
 from ppl.flows.bijector import Bijector, check_positive_int
-from ppl.flows.guide import PointGivenEps, StandardNormal, check_event_size, register
+from ppl.flows.guide import PointGivenEps, check_event_size, register
 from ppl.mcmc.mala import mala_proposal
 from ppl.mcmc.rwmh import rwmh_proposal
 from ppl.vi.guides import AutoGuide, check_continuous, emit_constrained, prior_median
@@ -312,7 +312,7 @@ class _SNFProgram:
         loc = param("auto_loc", prior_median(ld))
         scale = param("auto_scale", jnp.full(d, spec.init_scale), constraint=constraints.positive)
         weights = register("auto_snf", spec.init_weights(d))
-        eps = sample("_auto_eps", StandardNormal(d))
+        eps = sample("_auto_eps", dist.Normal(0.0, 1.0).expand([d]).to_event(1))
         key = prng_key()
         with handlers.block():  # the model runs inside: its sites are not the guide's
             path = run_path(spec.layers, weights, loc, scale, eps, ld, key)

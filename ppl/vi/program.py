@@ -102,7 +102,7 @@ class _Particle:
 
     def next_key(self):
         self.count += 1
-        return draws.fold_in(self.key, self.count)
+        return jax.random.fold_in(self.key, self.count)
 
 
 class _Run:
@@ -167,7 +167,7 @@ class _Minibatch(Messenger):
 
     def process_message(self, msg):
         if msg["type"] == "plate" and msg["kwargs"].get("rng_key") is None:
-            msg["kwargs"]["rng_key"] = draws.fold_in(self.key, _code(msg["name"]))
+            msg["kwargs"]["rng_key"] = jax.random.fold_in(self.key, _code(msg["name"]))
 
 
 def _working_estimators(fn):
@@ -223,15 +223,19 @@ class _Sample(Messenger):
         kind = _estimator(self.run, msg) if self.gradient else "none"
         self.kinds[name] = kind
         p = self.particle
-        # one hash from the particle's key per site (each hash is a loop on CPU)
-        key = draws.fold_in(p.key, _code(f"{p.salt}{self.draw_index}/{name}"))
+        # one hash from the particle's key per site, written out (no loop on CPU); the
+        # same key as threefry for samplers other than reparameterised ones (JAX's
+        # Poisson sampler, for one, takes threefry keys only)
+        key = jax.random.fold_in(
+            draws.written_out(p.key), _code(f"{p.salt}{self.draw_index}/{name}")
+        )
         shape = msg["kwargs"].get("sample_shape", ())
         if name in p.overrides:
             msg["value"] = p.overrides[name]
         elif kind == "reparam":
             msg["value"] = fn.rsample(key, shape)
         else:
-            msg["value"] = jax.lax.stop_gradient(fn.sample(key, shape))
+            msg["value"] = jax.lax.stop_gradient(fn.sample(draws.threefry(key), shape))
         if kind == "enum":
             if not p.top:
                 raise OptionError(
@@ -400,7 +404,7 @@ def _evaluate(run, fn, key, overrides, top, discover=False, salt=""):
 
 def _split(key, num):
     """`num` keys from `key` (itself when num is 1: a hash less per step)."""
-    return key[None] if num == 1 else draws.split(key, num)
+    return key[None] if num == 1 else jax.random.split(key, num)
 
 
 def _broadcast(value, num_particles):
@@ -421,7 +425,7 @@ def particles(fn, num_particles):
     elif num_particles == 1:  # its draws hash the step's key: one hash each, not two
         keys, salt = run.key[None], f"{run.set_index}:"
     else:
-        keys = _split(draws.fold_in(run.key, 1000 + run.set_index), num_particles)
+        keys = _split(jax.random.fold_in(run.key, 1000 + run.set_index), num_particles)
     if run.mode in ("init", "discover"):  # one evaluation finds the params and sites
         top = not run.particles
         out, particle = _evaluate(run, fn, keys[0], {}, top=top, discover=True, salt=salt)
