@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core import draws
 from ppl.core.checks import explain_tracer_errors
 from ppl.errors import InferenceError, OptionError
 from ppl.infer.driver import Phase, run
@@ -128,7 +129,7 @@ class SGMCMCMethod(Method):
 
     def move(self, target, key, chain):
         """One step: (new sampler state, pool, log-density estimate, gradient, step size)."""
-        key_grad, key_move = jax.random.split(key)
+        key_grad, key_move = draws.split(key)  # (written out: no hash loop per step)
         opts = self.options
         value, grad = estimate(target, chain.state.z, key_grad, opts.replace, opts.data_parallel)
         h = opts.schedule(opts.step_size, chain.t)

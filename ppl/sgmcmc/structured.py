@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core import draws
 from ppl.errors import OptionError
 from ppl.infer.method import check_option
 from ppl.sgmcmc.method import Sampler, SGMCMCMethod
@@ -131,8 +132,8 @@ class Structured(SGMCMCMethod):
         return jnp.tile(z, (self.pool_size, 1))
 
     def move(self, target, key, chain):
-        key_grad, key_move = jax.random.split(key)  # as the base sampler splits its key
-        key_slot, key_keep = jax.random.split(jax.random.fold_in(key, 1))
+        key_grad, key_move = draws.split(key)  # as the base sampler splits its key
+        key_slot, key_keep = draws.split(jax.random.fold_in(draws.written_out(key), 1))
         ids, groups = self.group_of_coordinate(target.density)
         z, pool, m = chain.state.z, chain.pool, len(groups)
         cols = jnp.arange(z.shape[0])
