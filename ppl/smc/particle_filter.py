@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core import draws
 from ppl.core.checks import explain_tracer_errors
 from ppl.errors import InferenceError, OptionError
 from ppl.infer.driver import progress_bar, progress_enabled
@@ -113,7 +114,7 @@ def filter_states(model, settings, key, fixed=None, reference=None):
     def one_step(state, inputs):
         static, carry, log_w, log_z = state
         x, ref_t, key = inputs
-        key_resample, key_move = jax.random.split(key)
+        key_resample, key_move = draws.split(key)  # (written out: no hash loop per step)
         ess = effective_sample_size(log_w)
         do = ess < settings.resample_threshold * n
         idx = resample(key_resample, log_w, scheme=settings.resampling)

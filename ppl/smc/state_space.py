@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.primitives import Messenger
 
-from ppl.core import handlers
+from ppl.core import draws, handlers
 from ppl.core.model import abstract_call
 from ppl.errors import DataError, ModelError
 
@@ -109,6 +109,8 @@ class _Draw(Messenger):
         if key is None:
             self.next, key = jax.random.split(self.next)
         sample_shape = msg["kwargs"].get("sample_shape", ())
+        if not msg["fn"].has_rsample:  # e.g. jax.random.poisson takes threefry keys only
+            key = draws.threefry(key)
         value = msg["fn"](rng_key=key, sample_shape=sample_shape)
         if self.reference is not None:
             value = jnp.where(self.use_reference, self.reference[msg["name"]], value)
