@@ -186,3 +186,27 @@ def test_registered_as_pf():
     post = ppl.infer(known(Y[:5]), method="pf", num_samples=3, num_chains=1, progress=False)
     assert post.samples["x"].shape == (1, 3, 5) and np.isfinite(post.log_evidence)
     assert jax.tree.leaves(post.diagnostics["filtering_mean"])
+
+
+@ppl.model
+def poisson_counts(y):
+    """A count-valued latent state (JAX draws Poisson variates from threefry keys only)."""
+
+    def step(n_prev, y_t):
+        n = ppl.sample("n", dist.Poisson(0.5 * n_prev + 2.0)).astype(jnp.float32)
+        ppl.sample("y", dist.Normal(n, 1.0), obs=y_t)
+        return n, n
+
+    ppl.scan(step, jnp.zeros(()), y)
+
+
+def test_non_reparameterised_transitions_get_threefry_keys():
+    # the filter's per-step keys are written-out threefry keys (same bits, no hash loop on
+    # CPU); samplers that are not reparameterised get the equal threefry key back
+    y = jnp.array([3.0, 4.0, 5.0, 4.0, 6.0])
+    post = ppl.infer(
+        poisson_counts(y), method=ppl.smc.ParticleFilter(num_particles=64), num_samples=10,
+        num_chains=1, seed=0, progress=False,
+    )  # fmt: skip
+    assert np.isfinite(post.log_evidence)
+    assert post.samples["n"].shape == (1, 10, 5)
