@@ -26,7 +26,8 @@ import numpy as np
 from jax.extend.random import define_prng_impl, threefry_prng_impl
 
 __all__ = [
-    "normal", "normal_and_uniform", "split", "threefry", "threefry2x32", "uniform", "written_out",
+    "for_sampler", "normal", "normal_and_uniform", "split", "threefry", "threefry2x32",
+    "uniform", "written_out",
 ]  # fmt: skip
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -104,6 +105,13 @@ def threefry(key):
     if jax.random.key_impl(key) == WRITTEN_OUT:
         return jax.random.wrap_key_data(jax.random.key_data(key), impl="threefry2x32")
     return key
+
+
+def for_sampler(fn, key):
+    """The key to draw from distribution `fn` with: a written-out key as it is for a
+    reparameterised (continuous) sampler, else as the threefry key it equals (samplers
+    of counts may call `jax.random.poisson`, which takes threefry keys only)."""
+    return key if fn.has_rsample else threefry(key)
 
 
 def split(key, num=2):

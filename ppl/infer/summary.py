@@ -406,7 +406,7 @@ def summarize(samples):
         components = np.moveaxis(value.reshape(value.shape[:2] + (-1,)), -1, 0)
         rhat, bulk, tail = rank_diagnostics(components)
         flat = components.reshape(len(components), -1)  # (K, chains * draws)
-        q = np.quantile(flat, QUANTILES, axis=1)
+        q = _quantiles(components, QUANTILES)
         mean = flat.mean(axis=1)
         sd = flat.std(axis=1, ddof=1) if flat.shape[1] > 1 else np.full(len(flat), np.nan)
         columns = (mean, sd, *q, bulk, tail, rhat)  # in the order of COLUMNS

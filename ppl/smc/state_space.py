@@ -109,9 +109,7 @@ class _Draw(Messenger):
         if key is None:
             self.next, key = jax.random.split(self.next)
         sample_shape = msg["kwargs"].get("sample_shape", ())
-        if not msg["fn"].has_rsample:  # e.g. jax.random.poisson takes threefry keys only
-            key = draws.threefry(key)
-        value = msg["fn"](rng_key=key, sample_shape=sample_shape)
+        value = msg["fn"](rng_key=draws.for_sampler(msg["fn"], key), sample_shape=sample_shape)
         if self.reference is not None:
             value = jnp.where(self.use_reference, self.reference[msg["name"]], value)
         msg["value"] = value

@@ -223,19 +223,18 @@ class _Sample(Messenger):
         kind = _estimator(self.run, msg) if self.gradient else "none"
         self.kinds[name] = kind
         p = self.particle
-        # one hash from the particle's key per site, written out (no loop on CPU); the
-        # same key as threefry for samplers other than reparameterised ones (JAX's
-        # Poisson sampler, for one, takes threefry keys only)
+        # one hash from the particle's key per site, written out (no loop on CPU)
         key = jax.random.fold_in(
             draws.written_out(p.key), _code(f"{p.salt}{self.draw_index}/{name}")
         )
+        key = draws.for_sampler(fn, key)
         shape = msg["kwargs"].get("sample_shape", ())
         if name in p.overrides:
             msg["value"] = p.overrides[name]
         elif kind == "reparam":
             msg["value"] = fn.rsample(key, shape)
         else:
-            msg["value"] = jax.lax.stop_gradient(fn.sample(draws.threefry(key), shape))
+            msg["value"] = jax.lax.stop_gradient(fn.sample(key, shape))
         if kind == "enum":
             if not p.top:
                 raise OptionError(
