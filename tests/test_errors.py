@@ -205,6 +205,30 @@ def test_full_data_in_a_subsampled_plate_says_to_index_it():
         ppl.infer(unindexed(Y))
 
 
+@ppl.model
+def local_means(y, batch=None):
+    m = ppl.sample("m", dist.Normal())
+    with ppl.plate("data", 6, subsample_size=batch) as idx:
+        z = ppl.sample("z", dist.Normal(m, 1.0))
+        ppl.sample("y", dist.Normal(z, 1.0), obs=y[idx])
+
+
+@pytest.mark.parametrize("method", ["nuts", "smc"])
+def test_full_data_methods_refuse_a_subsampled_plate(method):
+    # each step would score one fixed minibatch, scaled up: a wrong posterior
+    options = {**FAST, "num_warmup": None} if method == "smc" else FAST
+    with raises(ModelError, r"scores all the data at every step, but plate 'data' draws a "
+                r"minibatch of 2 of its 6 .*subsample_size=None.*'sgld'"):  # fmt: skip
+        ppl.infer(local_means(Y, 2), method, **options)
+
+
+@pytest.mark.parametrize("method", ["sgld", ppl.vi.SVI(num_steps=2)])
+def test_per_point_latents_of_a_subsampled_plate_need_a_dsl_guide(method):
+    options = FAST if method == "sgld" else {**FAST, "num_warmup": None}
+    with raises(ModelError, r"site 'z' lies in plate 'data', which draws a minibatch of 2"):
+        ppl.infer(local_means(Y, 2), method, **options)
+
+
 def test_nan_and_inf_in_observed_data_are_counted():
     bad = Y.at[1].set(jnp.nan).at[4].set(jnp.inf)
     with raises(DataError, r"regression: observed site 'y' has 2 non-finite value\(s\).* of 6"):

@@ -19,10 +19,10 @@ from numpyro.distributions import constraints
 
 import ppl
 from ppl import dist
-from ppl.errors import InferenceError, ModelError, OptionError
+from ppl.errors import InferenceError, ModelError, OptionError, SamplingWarning
 from ppl.infer.registry import method_names, resolve
 from ppl.vi import svi as svi_module
-from ppl.vi.guides import Laplace, Normal
+from ppl.vi.guides import Delta, Laplace, Normal
 from ppl.vi.objectives import ELBO, IWAE
 from ppl.vi.svi import SVI, EarlyStopping
 
@@ -186,11 +186,13 @@ NAN_SVI = SVI(guide=dsl_guide, optimizer=optax.adam(1e-2), num_steps=300, max_no
 
 def test_nonfinite_steps_are_skipped_and_counted():
     # q starts at N(0, 1): about 16% of draws land beyond 1 and give a NaN loss
-    post = ppl.infer(cut_off(jnp.array(1.0)), NAN_SVI, num_samples=10, num_chains=1,
-                     progress=False)  # fmt: skip
+    with pytest.warns(SamplingWarning, match="were skipped"):
+        post = ppl.infer(cut_off(jnp.array(1.0)), NAN_SVI, num_samples=10, num_chains=1,
+                         progress=False)  # fmt: skip
     d = post.diagnostics
     skipped = int(d["nonfinite_steps"][0])
     assert 10 < skipped < 150
+    assert any(f"{skipped} optimisation step(s)" in w for w in d["warnings"])  # and warned
     assert skipped == int(np.sum(~np.isfinite(d["loss"])))
     assert all(np.all(np.isfinite(v)) for v in d["params"].values())
 
@@ -297,6 +299,54 @@ def test_minibatch_fit_recovers_full_data_posterior():
     p = post.diagnostics["params"]
     # minibatch gradients are noisier than full-data ones: looser than the full-data fit
     check_exact(p["loc"][0], p["scale"][0], 0.25, 0.15)
+    # a bound over one minibatch, scaled up, is no evidence estimate: none is given
+    assert post.log_evidence is None
+    assert "plate 'n' subsamples" in post.diagnostics["log_evidence_method"]
+
+
+@ppl.model
+def local_means(y, batch=None):
+    """m ~ N(0, 10²), z_i ~ N(m, 1), y_i ~ N(z_i, 1): a latent value per data point."""
+    m = ppl.sample("m", dist.Normal(0.0, 10.0))
+    with ppl.plate("n", y.shape[0], subsample_size=batch) as idx:
+        z = ppl.sample("z", dist.Normal(m, 1.0))
+        ppl.sample("y", dist.Normal(z, 1.0), obs=y[idx])
+
+
+def local_guide(y, batch=None):
+    """A full-size parameter per point, indexed by the plate's minibatch."""
+    ppl.sample("m", dist.Normal(ppl.param("m_loc", 0.0), 0.5))
+    z_loc = ppl.param("z_loc", jnp.zeros(y.shape[0]))
+    with ppl.plate("n", y.shape[0], subsample_size=batch) as idx:
+        ppl.sample("z", dist.Normal(z_loc[idx], 0.7))
+
+
+def test_per_point_latents_of_a_subsampled_plate_with_a_dsl_guide():
+    y = np.linspace(-3.0, 3.0, 20).astype(np.float32)
+    method = SVI(guide=local_guide, num_steps=1500)
+    post = ppl.infer(local_means(y, 5), method, num_samples=50, num_chains=1, seed=0,
+                     progress=False)  # fmt: skip
+    # draws cover every point (not one minibatch); the exact E[z_i | y] = (E[m | y] + y_i) / 2
+    assert post.samples["z"].shape == (1, 50, 20)
+    z_loc = post.diagnostics["params"]["z_loc"][0]
+    slope = np.polyfit(y, z_loc, 1)[0]
+    assert abs(slope - 0.5) < 0.1, slope
+
+
+def test_evidence_of_a_guide_without_params_and_none_for_a_point_mass():
+    @ppl.model
+    def prior_only():
+        ppl.sample("z", dist.Normal(0.0, 1.0))
+
+    def fixed(): ppl.sample("z", dist.Normal(0.5, 1.0))  # fmt: skip
+
+    post = ppl.infer(prior_only(), SVI(guide=fixed, num_steps=2), num_samples=5, num_chains=1,
+                     progress=False)  # fmt: skip
+    assert abs(post.log_evidence) < 0.05  # log p(x) = 0: no data
+    post = ppl.infer(prior_only(), SVI(guide=Delta(), num_steps=2), num_samples=5,
+                     num_chains=1, progress=False)  # fmt: skip
+    assert post.log_evidence is None
+    assert "point mass" in post.diagnostics["log_evidence_method"]
 
 
 # ----- registry and errors --------------------------------------------------------------

@@ -96,6 +96,23 @@ def _structure(bound_model, seed):
     return trace
 
 
+def _subsampling(trace, latent):
+    """((plate, (size, subsample_size)), ...) of the trace's plates that draw a minibatch,
+    and ((site, plate), ...) of the `latent` sites inside one of them."""
+    plates = {}
+    for name, s in trace.items():
+        if s["type"] == "plate":
+            size, batch = s["args"][:2]
+            if batch is not None and batch < size:
+                plates[name] = (int(size), int(batch))
+    local = {}
+    for name in latent:
+        inside = [f.name for f in trace[name]["cond_indep_stack"] if f.name in plates]
+        if inside:
+            local[name] = inside[0]
+    return tuple(plates.items()), tuple(local.items())
+
+
 def _is_identity(transform):
     while isinstance(transform, IndependentTransform):
         transform = transform.base_transform
@@ -152,9 +169,10 @@ class LogDensity:
             if s["type"] == "sample" and s["is_observed"] and not isinstance(s["fn"], Unit)
         )
         deterministic = tuple(n for n, s in trace.items() if s["type"] == "deterministic")
+        plates, local = _subsampling(trace, [s.name for s in sites])
         bound_model.checked_data = checked  # scored without the support check from now on
         self.model = bound_model
-        self._layout = (tuple(sites), observed, deterministic, seed)
+        self._layout = (tuple(sites), observed, deterministic, seed, plates, local)
 
     # ----- pytree -----------------------------------------------------------------
 
@@ -189,6 +207,17 @@ class LogDensity:
     @property
     def discrete_sites(self):
         return tuple(s.name for s in self._layout[0] if s.is_discrete)
+
+    @property
+    def subsampled_plates(self):
+        """name -> (size, subsample_size) of the plates that draw a minibatch per run."""
+        return dict(self._layout[4])
+
+    @property
+    def local_sites(self):
+        """Latent site -> the subsampled plate it lies in: its values belong to whichever
+        points the minibatch holds (per-data-point latents)."""
+        return dict(self._layout[5])
 
     def unflatten(self, z):
         """Flat unconstrained vectors (..., size) -> dict of unconstrained arrays (...,
@@ -375,6 +404,35 @@ class LogDensity:
         registered methods with `handles_discrete = True`).
         """
         require_continuous(self, method, alternatives)
+
+    def require_full_data(self, method):
+        """Raise a clear error if `method` (which scores all the data at every step) meets
+        a subsampled plate: each step would see one fixed minibatch, scaled up."""
+        if not self.subsampled_plates:
+            return
+        name, (size, batch) = next(iter(self.subsampled_plates.items()))
+        raise ModelError(
+            f"{self.model.name}: {method} scores all the data at every step, but plate "
+            f"'{name}' draws a minibatch of {batch} of its {size} indices "
+            f"(subsample_size={batch}), so every step would see the same minibatch, scaled "
+            f"up to {size}. Bind the model without subsampling (subsample_size=None) for "
+            f"{method}, or use a method made for minibatches: SG-MCMC ('sgld', 'sghmc', ...) "
+            "or VI ('vi')"
+        )
+
+    def require_global_sites(self, owner, advice):
+        """Raise a clear error if `owner` (one value per latent site, shared by every
+        minibatch) meets a latent site inside a subsampled plate; `advice` says what to do."""
+        if not self.local_sites:
+            return
+        site, plate = next(iter(self.local_sites.items()))
+        size, batch = self.subsampled_plates[plate]
+        raise ModelError(
+            f"{self.model.name}: {owner} keeps one value per latent site, but site '{site}' "
+            f"lies in plate '{plate}', which draws a minibatch of {batch} of its {size} "
+            f"indices at every step: its {batch} values would belong to whichever points "
+            f"are drawn. {advice}"
+        )
 
     def check_finite_start(self, found):
         bad = np.flatnonzero(~np.asarray(found))

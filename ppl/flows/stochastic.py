@@ -68,7 +68,13 @@ from ppl.flows.bijector import Bijector, check_positive_int
 from ppl.flows.guide import PointGivenEps, check_event_size, register
 from ppl.mcmc.mala import mala_proposal
 from ppl.mcmc.rwmh import rwmh_proposal
-from ppl.vi.guides import AutoGuide, check_continuous, emit_constrained, prior_median
+from ppl.vi.guides import (
+    LOCAL_ADVICE,
+    AutoGuide,
+    check_continuous,
+    emit_constrained,
+    prior_median,
+)
 from ppl.vi.program import draw, objective, score
 
 __all__ = ["StochasticLayer", "Langevin", "RandomWalkMH", "SNFGuide", "SNFPath"]
@@ -277,6 +283,7 @@ class SNFGuide(AutoGuide):
     def bind(self, model):
         ld = model.log_density()
         check_continuous(model, ld, "SNFGuide")
+        ld.require_global_sites("SNFGuide (an automatic guide)", LOCAL_ADVICE)
         for layer in self.layers:
             size = getattr(layer, "event_size", None)
             check_event_size(model, ld, f"SNFGuide's {type(layer).__name__} layer", size)

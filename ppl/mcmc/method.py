@@ -134,6 +134,7 @@ class MCMCMethod(Method):
     ):  # fmt: skip
         t0 = time.perf_counter()
         ld = model.log_density()
+        ld.require_full_data(self.label)
         self.check(ld)
         program = MCMCProgram(self, num_warmup)
         with explain_tracer_errors(model.name):

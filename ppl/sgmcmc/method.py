@@ -159,6 +159,11 @@ class SGMCMCMethod(Method):
         t0 = time.perf_counter()
         with minibatches(jax.random.key(0)):  # cheaper than NumPyro's shuffle when tracing
             ld = model.log_density()
+        ld.require_global_sites(
+            self.label,
+            "SG-MCMC samples global sites (shared by all data points): marginalise the local "
+            "ones out, or fit them with VI and a DSL or amortized guide",
+        )
         self.check(ld)
         if self.options.data_parallel:
             self._check_data_parallel(ld, chain_method)

@@ -32,11 +32,11 @@ the single-device estimate, summed in another order.
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec
 from numpyro.primitives import Messenger
 
+from ppl.core.handlers import full_data
 from ppl.errors import OptionError
 
 __all__ = [
@@ -146,27 +146,7 @@ class minibatches(Messenger):
 
 def subsampled_plates(density):
     """name -> (size, subsample_size) of the model's plates that draw minibatches."""
-    trace = density.model.trace(seed=0)
-    out = {}
-    for name, site in trace.items():
-        if site["type"] == "plate":
-            size, subsample_size = site["args"][:2]
-            if subsample_size is not None and subsample_size < size:
-                out[name] = (size, subsample_size)
-    return out
-
-
-class full_data(Messenger):
-    """Handler: every subsampled plate sees all of its indices (so its scale is 1).
-
-    `with full_data(): density(z)` is the full-data log density.
-    """
-
-    def process_message(self, msg):
-        if msg["type"] == "plate" and msg["value"] is None:
-            size = msg["args"][0]
-            msg["args"] = (size, None)
-            msg["value"] = jnp.arange(size)
+    return density.subsampled_plates
 
 
 def full_log_density(density):

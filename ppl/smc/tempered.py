@@ -580,6 +580,7 @@ class Tempered(Method):
     def run(self, model, *, num_samples, num_chains, seed, progress):
         t0 = time.perf_counter()
         ld = model.log_density()
+        ld.require_full_data(self.label)
         self.check(ld)
         program = _Program(
             self.num_particles, self.kernel, self.num_mcmc_steps, self.target_ess,

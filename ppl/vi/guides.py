@@ -52,6 +52,7 @@ class AutoGuide:
         ld = model.log_density()
         self.check_log_density(model, ld)
         check_continuous(model, ld, type(self).__name__, _DSL_ADVICE)
+        ld.require_global_sites(f"{type(self).__name__} (an automatic guide)", LOCAL_ADVICE)
         return BoundModel(_AutoProgram(self), (ld,))
 
     def check_log_density(self, model, ld):
@@ -80,6 +81,16 @@ class _AutoProgram:
 _DSL_ADVICE = (
     "; write a DSL guide for them (a function that samples them, e.g. with estimator='enum' "
     "or 'reinforce')"
+)
+
+
+#: What to do about per-data-point latent sites in a subsampled plate (automatic guides
+#: keep one set of parameters for the latent vector, whatever the minibatch).
+LOCAL_ADVICE = (
+    "Write a DSL guide with a full-size parameter indexed by the plate, e.g. "
+    "`loc = ppl.param('z_loc', jnp.zeros(N))` and `with ppl.plate('n', N, subsample_size=B) "
+    "as idx: ppl.sample('z', dist.Normal(loc[idx], 1.0))`, use an amortized guide "
+    "(ppl.vi.guides.amortized), or leave subsample_size out"
 )
 
 

@@ -41,6 +41,7 @@ from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
+from ppl.mcmc.diagnostics import warn
 from ppl.vi import guides
 from ppl.vi.objectives import ELBO
 from ppl.vi.optim import adam
@@ -368,7 +369,14 @@ class SVI(Method):
         diagnostics = self._diagnostics(state, losses, guide, params, timings)
         log_evidence = None
         if self.objective.is_bound:
-            log_evidence = self._evidence(model, programs, fitted, axis, key_evidence, diagnostics)
+            why_not = self._no_evidence(ld)
+            if why_not:
+                diagnostics["log_evidence_method"] = why_not
+            else:
+                log_evidence = self._evidence(
+                    model, programs, fitted, axis, key_evidence, diagnostics, num_chains
+                )
+        _warn_nonfinite(self.label, samples, diagnostics)
         diagnostics["wall_time"] = time.perf_counter() - t0
         return Posterior(
             samples, diagnostics, log_evidence=log_evidence, method=self.label, model=model,
@@ -420,10 +428,25 @@ class SVI(Method):
             "fit_time": timings.get("fit", 0.0),
         }
 
-    def _evidence(self, model, programs, fitted, axis, key, diagnostics):
+    def _no_evidence(self, ld):
+        """Why `post.log_evidence` is not computed (None when it is)."""
+        if isinstance(self.guide, guides.Delta):
+            return (
+                "not computed: a Delta guide is a point mass, with no density to weigh "
+                "draws by (its bound would be log p(x, z_MAP), not an evidence estimate)"
+            )
+        if ld.subsampled_plates:
+            name, (size, batch) = next(iter(ld.subsampled_plates.items()))
+            return (
+                f"not computed: plate '{name}' subsamples ({batch} of {size}), and an "
+                "importance-weighted bound over one minibatch, scaled up, is biased upward; "
+                "bind the model without subsampling to get log p(x)"
+            )
+        return None
+
+    def _evidence(self, model, programs, fitted, axis, key, diagnostics, num_chains):
         """log (1/(C·K)) Σ w over K draws per fit (the IWAE bound), its standard error
         (delta method) and the per-fit IWAE bounds in the diagnostics."""
-        num_chains = jax.tree.leaves(fitted)[0].shape[0]
         keys = jax.random.split(key, num_chains)
         log_w = np.asarray(
             _log_weights(self.evidence_particles, axis, programs, model, fitted, keys), np.float64
@@ -503,6 +526,31 @@ def _final_loss(losses, steps):
     return out
 
 
+def _warn_nonfinite(label, samples, diagnostics):
+    """Warn about skipped optimisation steps and non-finite draws (both also in
+    `diagnostics`): a result with either is not to be trusted silently."""
+    messages = diagnostics.setdefault("warnings", [])
+    skipped = np.asarray(diagnostics["nonfinite_steps"])
+    if skipped.any():
+        messages.append(
+            f"{label}: {int(skipped.sum())} optimisation step(s) had a non-finite loss, "
+            f"gradient or update and were skipped (per fit: {skipped.tolist()}); lower the "
+            "learning rate or clip gradients (clip_norm=10.0) if this recurs"
+        )
+    bad = {n: int(np.size(v) - np.isfinite(v).sum()) for n, v in samples.items()}
+    bad = {n: k for n, k in bad.items() if k}
+    diagnostics["nonfinite_draws"] = sum(bad.values())
+    if bad:
+        shown = ", ".join(f"'{n}': {k}" for n, k in bad.items())
+        messages.append(
+            f"{label}: the fitted guide gives non-finite draws ({shown} values): it puts mass "
+            "where a site's transform overflows; start with a smaller init_scale or fit "
+            "longer, and check post.diagnostics['final_loss']"
+        )
+    for message in messages:
+        warn(message)
+
+
 def _constrained_params(program, params):
     """Fitted params on their constrained spaces, name -> (fits, ...)."""
     found = {}
@@ -512,7 +560,7 @@ def _constrained_params(program, params):
             found[msg["name"]] = msg["kwargs"].get("constraint", constraints.real)
         return None
 
-    first = jax.tree.map(lambda p: p[0], params)
+    first = jax.tree.map(lambda p: jnp.asarray(p[0]), params)  # (a traced index may index it)
     seeded = handlers.seed(_with_params(program, first, record), rng_seed=0)
     jax.eval_shape(lambda: (seeded(), 0)[1])  # records the constraints, computes nothing
     out = {}
@@ -543,13 +591,14 @@ def _draws(num_samples, latent, determ, axis, programs, model, params, keys):
 
     def one(program, params, key):
         k_guide, k_model = jax.random.split(key)
-        guided = handlers.seed(_with_params(program, params), rng_seed=k_guide)
+        # every data point's local latent values (not one minibatch's)
+        guided = handlers.full_data(handlers.seed(_with_params(program, params), rng_seed=k_guide))
         trace = handlers.trace(guided).get_trace()
         values = {n: trace[n]["value"] for n in latent}
         if not determ:
             return values
         filled = handlers.seed(handlers.substitute(model, data=values), rng_seed=k_model)
-        model_trace = handlers.trace(filled).get_trace()
+        model_trace = handlers.trace(handlers.full_data(filled)).get_trace()
         return {**values, **{n: model_trace[n]["value"] for n in determ}}
 
     def fit(program, params, key):
