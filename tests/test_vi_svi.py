@@ -437,3 +437,13 @@ def test_adam_is_compared_by_value():
     assert ppl.vi.adam(1e-2) == ppl.vi.adam(1e-2) != ppl.vi.adam(1e-3)
     assert hash(ppl.vi.adam(1e-2)) == hash(ppl.vi.adam(1e-2))
     assert SVI() == SVI(optimizer=ppl.vi.adam(1e-2))  # the default: compiled code shared
+
+
+def test_optimizers_that_watch_the_loss_get_it_and_line_searches_are_refused():
+    plateau = optax.chain(optax.adam(0.1), optax.contrib.reduce_on_plateau(patience=5))
+    post = ppl.infer(normal_mean(X), SVI(optimizer=plateau, num_steps=20), num_samples=5,
+                     num_chains=1, progress=False)  # fmt: skip
+    assert np.all(np.isfinite(post.samples["mu"]))
+    with pytest.raises(OptionError, match=r"needs more than the gradient and the loss.*adam"):
+        ppl.infer(normal_mean(X), SVI(optimizer=optax.lbfgs(), num_steps=2), num_samples=5,
+                  num_chains=1, progress=False)  # fmt: skip

@@ -293,7 +293,19 @@ class SVI(Method):
 
         grads, out = jax.grad(loss_fn, has_aux=True)(s.params)
         loss = -out.value
-        updates, opt_state = self.transform.update(grads, s.opt_state, s.params)
+        try:
+            # (the step's loss goes along, for transformations that watch it, e.g.
+            # optax.contrib.reduce_on_plateau)
+            update = optax.with_extra_args_support(self.transform).update
+            updates, opt_state = update(grads, s.opt_state, s.params, value=loss)
+        except TypeError as e:
+            if "value" not in str(e):
+                raise
+            raise OptionError(
+                f"SVI: the optimizer needs more than the gradient and the loss at each update "
+                f"({e}), e.g. a line search; SVI's losses are stochastic, so pass a gradient "
+                "transformation such as ppl.vi.adam(1e-2)"
+            ) from None
         params = optax.apply_updates(s.params, updates)
         if not safe and self.early_stopping is None:
             # Nothing to skip or stop: a fit that failed ended the run (`_monitor`), and a
