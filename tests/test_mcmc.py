@@ -329,6 +329,21 @@ def test_no_warmup_and_one_chain():
     assert_gaussian_moments(mu[:, 10:], NM_MEAN, NM_VAR)
 
 
+def test_no_warmup_takes_the_largest_step_the_heuristic_accepted():
+    # Here the heuristic's doubling ends at 4.0, the first step it rejects (a start for
+    # dual averaging), at which every NUTS proposal was rejected; without warmup the run
+    # takes the last accepted one, 2.0.
+    @ppl.model
+    def wide_prior(y):
+        mu = ppl.sample("mu", dist.Normal(5.0, 3.0))
+        ppl.sample("y", dist.Normal(mu, 2.0).expand([4]), obs=y)
+
+    post = ppl.infer(wide_prior(jnp.array([1.0, 2.0, 3.0, 4.0])), "nuts", num_warmup=0,
+                     num_samples=300, num_chains=2, seed=0, progress=False)  # fmt: skip
+    np.testing.assert_array_equal(post.diagnostics["step_size"], [2.0, 2.0])
+    assert np.all(post.diagnostics["accept_rate"] > 0.2)
+
+
 CORR_SCALES = np.array([1.0, 2.0, 0.5, 3.0])
 CORR_COV = (np.full((4, 4), 0.95) + 0.05 * np.eye(4)) * np.outer(CORR_SCALES, CORR_SCALES)
 

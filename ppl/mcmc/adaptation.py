@@ -28,11 +28,15 @@ def point_at(state):
     return IntegratorState(state.z, None, state.potential_energy, state.z_grad)
 
 
-def initial_step_size(potential, point, step_size, key):
+def initial_step_size(potential, point, step_size, key, accepted=False):
     """A first step size by Hoffman & Gelman's heuristic (2014, Algorithm 4, as Stan and
     NumPyro): double or halve `step_size` until one leapfrog step from `point` with unit
     mass crosses an acceptance probability of 0.8. One momentum, drawn before the loop
-    (NumPyro draws one per try): no random-number code inside it to compile."""
+    (NumPyro draws one per try): no random-number code inside it to compile.
+
+    The heuristic returns the step at the crossing, which after doublings is the first
+    one rejected: a start for dual averaging. `accepted=True` returns the last accepted
+    one instead, for a run with no warmup to adapt it."""
     z = point.z
     r = draws.normal(key, z.shape[0], z.dtype)
     unit = jnp.ones_like(z)
@@ -56,7 +60,8 @@ def initial_step_size(potential, point, step_size, key):
         in_range = ((eps > finfo.tiny) | (direction >= 0)) & ((eps < finfo.max) | (direction <= 0))
         return in_range & ((last == 0) | (direction == last))
 
-    return jax.lax.while_loop(cond, body, (jnp.asarray(step_size, z.dtype), 0, 0))[0]
+    eps, last, _ = jax.lax.while_loop(cond, body, (jnp.asarray(step_size, z.dtype), 0, 0))
+    return jnp.where(accepted & (last > 0), eps / 2, eps)
 
 
 def adaptive(
@@ -76,8 +81,9 @@ def adaptive(
     """A `Kernel` running `propose` with windowed adaptation during warmup.
 
     With `num_warmup=0` nothing is adapted, but the initial step size is still
-    found by NumPyro's heuristic (as NumPyro does) unless `adapt_step_size=False`:
-    an untuned step of 1.0 can exceed the leapfrog stability limit and freeze a chain.
+    found by the heuristic (the largest step it saw accepted) unless
+    `adapt_step_size=False`: an untuned step of 1.0 can exceed the leapfrog stability
+    limit and freeze a chain (NumPyro keeps 1.0 unless `find_heuristic_step_size=True`).
 
     The heuristic runs once, at init, not again at each window end as in NumPyro:
     chains are vmapped, so every `cond` on a per-chain counter runs both branches,
@@ -119,7 +125,7 @@ def adaptive(
         point = IntegratorState(z, None, pe, grad)
         start_step = step_size
         if adapt_step_size and tune_initial_step_size:  # the mass matrix starts at I
-            start_step = initial_step_size(potential, point, step_size, key)
+            start_step = initial_step_size(potential, point, step_size, key, num_warmup == 0)
         # the adapter only splits and keeps its key (its step-size search is off): it
         # gets a constant one, which leaves no random-number code to compile
         adapt = adapt_init(point, int_key(0), step_size=start_step, mass_matrix_size=z.shape[0])
