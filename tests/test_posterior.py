@@ -182,6 +182,16 @@ def test_summary_selects_sites_and_prints(synthetic):
         synthetic.summary(sites=["nope"])
 
 
+def test_summary_prints_large_and_small_values_apart():
+    rng = np.random.default_rng(0)
+    draws = {"revenue": rng.normal(2.5e6, 3e5, (2, 100)), "rate": rng.normal(3e-4, 5e-5, (2, 100))}
+    lines = str(summary.summarize(draws)).splitlines()
+    revenue, rate = lines[1].split(), lines[2].split()
+    assert len(revenue) == len(rate) == 1 + len(COLUMNS)  # cells never run together
+    assert revenue[1].endswith("e+06") and rate[1].endswith("e-04")
+    assert float(revenue[1]) == pytest.approx(draws["revenue"].mean(), rel=1e-3)
+
+
 # ----- samples ------------------------------------------------------------------------------
 
 

@@ -368,18 +368,11 @@ class Summary(dict):
     """Rows `name[index] -> {statistic: value}`; prints as a table."""
 
     def __str__(self):
-        width = max([len(r) for r in self] + [4])
-        head = " " * width + "".join(f"{c:>10}" for c in COLUMNS)
-        lines = [head]
-        for name, row in self.items():
-            cells = "".join(
-                f"{row[c]:>10.0f}"
-                if c.startswith("ess") and np.isfinite(row[c])
-                else f"{row[c]:>10.3f}"
-                for c in COLUMNS
-            )
-            lines.append(f"{name:>{width}}{cells}")
-        return "\n".join(lines)
+        rows = [[name] + [_cell(c, row[c]) for c in COLUMNS] for name, row in self.items()]
+        table = [[""] + list(COLUMNS)] + rows
+        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+        widths = [widths[0]] + [max(w, 8) for w in widths[1:]]
+        return "\n".join("  ".join(f"{c:>{w}}" for c, w in zip(r, widths)) for r in table)
 
     __repr__ = __str__
 
@@ -387,6 +380,18 @@ class Summary(dict):
         import pandas as pd
 
         return pd.DataFrame.from_dict(self, orient="index")
+
+
+def _cell(column, value):
+    """ESS as whole draws, R-hat to 3 decimals, other statistics to 3 decimals unless
+    that would show under 2 significant digits or a long integer part (then 2.489e+06)."""
+    if not np.isfinite(value):
+        return str(value)
+    if column.startswith("ess"):
+        return f"{value:.0f}"
+    if column == "r_hat" or value == 0 or 1e-2 <= abs(value) < 1e5:
+        return f"{value:.3f}"
+    return f"{value:.3e}"
 
 
 def component_labels(name, shape):
