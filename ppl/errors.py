@@ -1,5 +1,9 @@
 """Exceptions raised by ppl: one base class, each message says what to fix."""
 
+import os
+import sys
+import warnings
+
 
 class PPLError(Exception):
     """Base class of every error ppl raises on purpose."""
@@ -27,3 +31,15 @@ class CheckpointError(PPLError, ValueError):
 
 class SamplingWarning(UserWarning):
     """A sampler's diagnostics look wrong (divergences, R-hat, low ESS, E-BFMI...)."""
+
+
+_INSIDE = os.path.dirname(os.path.abspath(__file__)) + os.sep  # .../ppl/
+
+
+def warn(message):
+    """Warn with a `SamplingWarning`, attributed to the first caller outside the `ppl`
+    package (the user's `ppl.infer` line) however deep inside ppl the check runs."""
+    frame, level = sys._getframe(1), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SamplingWarning, stacklevel=level)

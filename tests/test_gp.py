@@ -16,7 +16,7 @@ import pytest
 
 import ppl
 from ppl import gp
-from ppl.errors import DataError, ModelError, OptionError
+from ppl.errors import DataError, InferenceError, ModelError, OptionError
 from ppl.gp import kernels as K
 from ppl.infer.summary import ess_mean
 
@@ -93,6 +93,43 @@ def test_kernel_hyperparameters_are_pytree_leaves_and_gradients_are_finite_at_ze
     assert np.all(np.isfinite(g))
 
 
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: K.RBF(lengthscale=-1.0), r"RBF: lengthscale=-1.0 must be finite and positive"),
+        (lambda: K.RBF(lengthscale=0.0), r"RBF: lengthscale=0.0"),
+        (lambda: K.RBF(amplitude=-2.0), r"RBF: amplitude=-2.0"),
+        (lambda: K.Periodic(period=0.0), r"Periodic: period=0.0"),
+        (lambda: K.RationalQuadratic(alpha=float("nan")), r"RationalQuadratic: alpha=nan"),
+        (lambda: K.Matern52(lengthscale=np.inf), r"Matern52: lengthscale=inf"),
+        (lambda: K.Linear(bias=jnp.array(0.0)), r"Linear: bias=0.0"),
+        (lambda: K.RBF(lengthscale=jnp.array([1.0, -1.0])), r"lengthscale=\[1.0, -1.0\]"),
+        (lambda: K.RBF(lengthscale="1"), r"lengthscale='1'"),
+        (lambda: K.RBF() + 1, r"Sum: right=1 is not a kernel"),
+    ],
+)
+def test_bad_kernel_hyperparameters_are_refused_when_the_kernel_is_built(make, message):
+    with pytest.raises(OptionError, match=message):
+        make()
+
+
+def test_kernel_hyperparameters_may_be_numpy_jax_or_traced():
+    for value in (2, np.float32(2.0), jnp.array(2.0), np.ones(2), jnp.ones(2)):
+        K.RBF(lengthscale=value, amplitude=value)
+    # inside a model a hyperparameter is traced: nothing to check when the kernel is built
+    k = jax.jit(lambda ell, x: K.Periodic(ell, period=ell)(x, x))(0.5, jnp.zeros((2, 1)))
+    assert k.shape == (2, 2)
+
+
+def test_per_feature_lengthscales_must_match_the_inputs():
+    X, y = data_1d(5, seed=0)
+    with pytest.raises(OptionError, match=r"RBF: lengthscale has shape \(2,\) but .* 1 feature"):
+        gp.regression(X, y, kernel=K.Linear() + K.RBF(lengthscale=jnp.ones(2)))
+    with pytest.raises(OptionError, match=r"Periodic: period has shape \(3,\)"):
+        K.Periodic(period=np.ones(3))(np.zeros((4, 2)), np.zeros((4, 2)))
+    assert K.RBF(lengthscale=np.ones(2))(np.zeros((4, 2)), np.zeros((3, 2))).shape == (4, 3)
+
+
 # ----- a GP inside an ordinary model ------------------------------------------------
 
 
@@ -162,6 +199,8 @@ def test_exact_method_maximises_the_marginal_likelihood(small):
     assert post.diagnostics["jitter"].shape == (1,)
     mean, var = post.predict(Xs)
     assert mean.shape == var.shape == (30,) and np.all(var >= 0)
+    mean, var = post.predict(np.zeros((0, 1)))  # no points: empty answers
+    assert mean.shape == var.shape == (0,)
 
 
 def test_fixed_hyperparameters_stay_put_and_exact_counts_full_epochs():
@@ -353,6 +392,10 @@ def test_bad_input_is_refused_with_sizes():
         gp.regression(np.zeros((20, 2, 2)), y, kernel=K.RBF())
     with pytest.raises(OptionError, match="noise"):
         gp.regression(X, y, kernel=K.RBF(), noise=-1.0)
+    with pytest.raises(OptionError, match=r"noise=\[0.1, 0.1\] must be a positive number"):
+        gp.regression(X, y, kernel=K.RBF(), noise=jnp.full(2, 0.1))
+    for noise in (np.float32(0.1), jnp.array(0.1), np.array(0.1)):  # 0-d arrays are numbers
+        assert gp.regression(X, y, kernel=K.RBF(), noise=noise).args[3] == pytest.approx(0.1)
     with pytest.raises(OptionError, match="likelihood"):
         gp.regression(X, y, kernel=K.RBF(), likelihood="poisson")
     with pytest.raises(DataError, match="0, 1"):
@@ -368,6 +411,25 @@ def test_bad_input_is_refused_with_sizes():
         gp.CoresetVI(batch_size=0)
     with pytest.raises(ModelError, match="ppl.gp.regression"):
         ppl.infer(_other(), method=gp.CoresetVI(), num_chains=1)
+    with pytest.raises(DataError, match=r"ppl.gp.sample\('f'\): X must be \(N,\) or \(N, D\)"):
+        ppl.infer(_gp_site(jnp.zeros((2, 3, 4))), num_samples=1, num_warmup=1, num_chains=1)
+
+
+def _gp_site(X):
+    @ppl.model
+    def latent(X):
+        gp.sample("f", gp.GP(K.RBF()), X)
+
+    return latent(X)
+
+
+def test_a_failed_gp_fit_gives_advice_for_gp_fits():
+    X, y = data_1d(10, seed=0)
+    m = gp.regression(X, y, kernel=K.RBF(), noise=0.1)
+    meth = gp.Exact(num_steps=15, optimizer=optax.sgd(1e8))  # diverges at once
+    with pytest.raises(InferenceError, match=r"Exact: fit\(s\) \[0\] failed") as info:
+        ppl.infer(m, method=meth, num_chains=1, progress=False)
+    assert "kernel's hyperparameters" in str(info.value) and "guide" not in str(info.value)
 
 
 def _other():

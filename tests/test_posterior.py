@@ -292,6 +292,19 @@ def test_predictive_sites_and_shapes(regression, predictive):
     assert predictive["signal"].shape == (4, 1000, n_new)
 
 
+def test_predictive_warns_when_it_would_not_predict(regression, regression_nuts):
+    x, y = regression.x_new, np.zeros(regression.x_new.shape[0], np.float32)
+    with pytest.warns(ppl.errors.SamplingWarning, match=r"data bound to \['y'\].*obs=None"):
+        regression_nuts.predictive(linear_regression(x, y), seed=0)
+
+    @ppl.model
+    def unrelated():
+        ppl.sample("v", ppl.dist.Normal())
+
+    with pytest.warns(ppl.errors.SamplingWarning, match=r"none of the posterior's latent sites"):
+        regression_nuts.predictive(unrelated(), seed=0)
+
+
 def test_predictive_uses_each_posterior_draw(regression, regression_nuts, predictive):
     # The deterministic site is recomputed from draw (c, i) of w: exact up to float32.
     expected = regression_nuts.samples["w"] @ regression.x_new.T

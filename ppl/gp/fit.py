@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ppl.errors import DataError, OptionError
+from ppl.errors import DataError, InferenceError, OptionError
 from ppl.gp.kernels import Kernel, from_unconstrained, to_unconstrained
 from ppl.gp.model import finite_2d, gp_data
 from ppl.infer.method import Method, check_option
@@ -219,6 +219,19 @@ class _Fit(SVI):
             return fit
         return optax.multi_transform({"fit": fit, "fixed": optax.set_to_zero()}, _labels)
 
+    def _raise_if_failed(self, state):
+        """SVI's check, with advice for a GP fit (which has no guide)."""
+        at = np.asarray(state.failed_at)
+        bad = np.flatnonzero(at >= 0)
+        if bad.size:
+            raise InferenceError(
+                f"{type(self.gp).__name__}: fit(s) {bad.tolist()} failed at step "
+                f"{int(at[bad].min())}: {self.max_nonfinite + 1} consecutive steps had a "
+                "non-finite objective or gradient. Lower the optimizer's learning rate (e.g. "
+                "optimizer=optax.adam(1e-3)), clip gradients (clip_norm=10.0), or start the "
+                "kernel's hyperparameters and the noise nearer the scales of X and y"
+            )
+
     def _surrogate(self, model, guide, key, params, baseline):
         X, y = model
         value = self.gp.objective(params, X, y, key, self.spec)
@@ -268,6 +281,8 @@ class GPPosterior(Posterior):
             )
         X_new = jnp.asarray(X_new, self._X.dtype)
         n = X_new.shape[0]
+        if n == 0:
+            return np.zeros(0, X_new.dtype), np.zeros(0, X_new.dtype)
         # blocks padded to a power of two (≥ 256): few shapes, so few compilations
         size = min(PREDICT_BLOCK, max(256, 1 << max(n - 1, 1).bit_length()))
         means, variances = [], []

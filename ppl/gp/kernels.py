@@ -6,13 +6,17 @@ a kernel built from `ppl.sample` values inside a model is an ordinary argument.
 `k(X1, X2)` is the (n1, n2) covariance matrix of inputs X1 (n1, D) and X2 (n2, D)
 (1-D inputs are one feature); `k.diag(X)` its diagonal, without the matrix.
 Stationary kernels take `lengthscale` as a scalar or one per feature (ARD) and
-`amplitude` a with k(x, x) = a².
+`amplitude` a with k(x, x) = a². Hyperparameters given as values (not traced inside a
+model) are checked when the kernel is built: each must be finite and positive.
 """
 
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from ppl.errors import DataError, OptionError
 
 __all__ = [
     "Kernel", "RBF", "Matern12", "Matern32", "Matern52", "RationalQuadratic", "Periodic",
@@ -20,9 +24,32 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _as_2d(X):
+def _as_2d(X, what="GP inputs X"):
     X = jnp.asarray(X)
+    if X.ndim not in (1, 2):
+        raise DataError(f"{what} must be (N,) or (N, D), got shape {X.shape}")
     return X[:, None] if X.ndim == 1 else X
+
+
+def _show(v):
+    """A numeric array as its values (`-1.0`, `[1.0, -1.0]`), at most six of them."""
+    if v.ndim == 0:
+        return str(v[()])
+    values = ", ".join(map(str, v.ravel()[:6]))
+    return f"[{values}{', ...' if v.size > 6 else ''}]"
+
+
+def check_positive(label, value, requirement="finite and positive", scalar=False):
+    """`value` (a number or array; traced values pass) or an OptionError saying
+    "{label}={value} must be {requirement}" unless it is finite and > 0 everywhere."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    v = np.asarray(value)
+    ok = v.dtype.kind in "iuf" and v.size > 0 and not (scalar and v.ndim)
+    if not (ok and np.all(np.isfinite(v) & (v > 0))):
+        shown = repr(value) if v.dtype.kind not in "iuf" else _show(v)
+        raise OptionError(f"{label}={shown} must be {requirement}")
+    return value
 
 
 def _safe_sqrt(r2):
@@ -64,6 +91,22 @@ class Kernel:
         args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self.params)
         return f"{type(self).__name__}({args})"
 
+    def _set(self, **hyperparameters):
+        """Set positive hyperparameters, checked."""
+        for name, value in hyperparameters.items():
+            setattr(self, name, check_positive(f"{type(self).__name__}: {name}", value))
+
+    def _per_feature(self, name, X):
+        """Hyperparameter `name` as an array: one value, or one per column of X (n, D)."""
+        value = jnp.asarray(getattr(self, name))
+        D = X.shape[-1]
+        if value.ndim > 1 or value.size not in (1, D):
+            raise OptionError(
+                f"{type(self).__name__}: {name} has shape {value.shape} but the inputs X have "
+                f"{D} feature(s); give one {name} or one per feature ({D})"
+            )
+        return value
+
 
 class Stationary(Kernel):
     """a² g(r) with r the distance scaled by the length scale(s)."""
@@ -71,12 +114,12 @@ class Stationary(Kernel):
     params = ("lengthscale", "amplitude")
 
     def __init__(self, lengthscale=1.0, amplitude=1.0):
-        self.lengthscale = lengthscale
-        self.amplitude = amplitude
+        self._set(lengthscale=lengthscale, amplitude=amplitude)
 
     def scaled_sq_dist(self, X1, X2):
-        ell = jnp.asarray(self.lengthscale)
-        d = _as_2d(X1)[:, None, :] / ell - _as_2d(X2)[None, :, :] / ell
+        X1, X2 = _as_2d(X1), _as_2d(X2)
+        ell = self._per_feature("lengthscale", X1)
+        d = X1[:, None, :] / ell - X2[None, :, :] / ell
         return jnp.sum(d * d, axis=-1)
 
     def __call__(self, X1, X2):
@@ -123,7 +166,7 @@ class RationalQuadratic(Stationary):
 
     def __init__(self, lengthscale=1.0, amplitude=1.0, alpha=1.0):
         super().__init__(lengthscale, amplitude)
-        self.alpha = alpha
+        self._set(alpha=alpha)
 
     def shape(self, r2):
         return jnp.power(1.0 + r2 / (2.0 * self.alpha), -self.alpha)
@@ -136,11 +179,13 @@ class Periodic(Stationary):
 
     def __init__(self, lengthscale=1.0, amplitude=1.0, period=1.0):
         super().__init__(lengthscale, amplitude)
-        self.period = period
+        self._set(period=period)
 
     def __call__(self, X1, X2):
-        d = _as_2d(X1)[:, None, :] - _as_2d(X2)[None, :, :]
-        s = jnp.sin(jnp.pi * d / self.period) / jnp.asarray(self.lengthscale)
+        X1, X2 = _as_2d(X1), _as_2d(X2)
+        d = X1[:, None, :] - X2[None, :, :]
+        period, ell = self._per_feature("period", X1), self._per_feature("lengthscale", X1)
+        s = jnp.sin(jnp.pi * d / period) / ell
         return jnp.square(self.amplitude) * jnp.exp(-2.0 * jnp.sum(s * s, axis=-1))
 
 
@@ -150,8 +195,7 @@ class Linear(Kernel):
     params = ("amplitude", "bias")
 
     def __init__(self, amplitude=1.0, bias=1.0):
-        self.amplitude = amplitude
-        self.bias = bias
+        self._set(amplitude=amplitude, bias=bias)
 
     def __call__(self, X1, X2):
         return jnp.square(self.amplitude) * (_as_2d(X1) @ _as_2d(X2).T) + jnp.square(self.bias)
@@ -165,6 +209,12 @@ class Sum(Kernel):
     params = ("left", "right")
 
     def __init__(self, left, right):
+        for name, k in (("left", left), ("right", right)):
+            if not isinstance(k, Kernel):
+                raise OptionError(
+                    f"{type(self).__name__}: {name}={k!r} is not a kernel; kernels combine "
+                    "with kernels (to scale one, set its amplitude)"
+                )
         self.left, self.right = left, right
 
     def __call__(self, X1, X2):

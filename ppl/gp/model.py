@@ -7,10 +7,10 @@ few inputs. `ppl.gp.regression(X, y, kernel=..., noise=...)` binds the standard 
 and `CoresetVI` read its inputs, outputs, kernel and noise and fit them at scale.
 """
 
-import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro import distributions as dist
@@ -18,7 +18,7 @@ from numpyro import distributions as dist
 from ppl.core.model import BoundModel, Model
 from ppl.core.primitives import sample as _sample
 from ppl.errors import DataError, ModelError, OptionError
-from ppl.gp.kernels import Kernel, _as_2d
+from ppl.gp.kernels import Kernel, _as_2d, check_positive
 from ppl.gp.linalg import JITTER
 
 __all__ = ["GP", "sample", "regression", "LIKELIHOODS", "GPData", "gp_data"]
@@ -57,6 +57,7 @@ def sample(name, gp, X, *, obs=None, jitter=JITTER):
     """Draw f = f(X) ~ GP as the sample site `name` (a vector of length len(X))."""
     if not isinstance(gp, GP):
         raise ModelError(f"ppl.gp.sample('{name}'): expected a ppl.gp.GP, got {type(gp).__name__}")
+    X = _as_2d(X, f"ppl.gp.sample('{name}'): X")
     return _sample(name, gp.prior(X, jitter), obs=obs)
 
 
@@ -98,11 +99,10 @@ def regression(X, y, *, kernel, noise=1.0, mean_fn=None, likelihood="gaussian"):
         raise OptionError(f"likelihood={likelihood!r} must be one of {', '.join(LIKELIHOODS)}")
     if not isinstance(kernel, Kernel):
         raise OptionError(f"kernel={kernel!r} must be a kernel such as ppl.gp.kernels.RBF()")
-    if likelihood == "gaussian" and not (
-        isinstance(noise, numbers.Real) and not isinstance(noise, bool) and noise > 0
-    ):
-        raise OptionError(f"noise={noise!r} must be a positive number (a standard deviation)")
+    if likelihood == "gaussian":
+        check_positive("noise", noise, "a positive number (a standard deviation)", scalar=True)
     X = finite_2d(X, "X")
+    jax.eval_shape(kernel, X[:1], X[:1])  # a kernel that does not fit X's features fails here
     y = np.asarray(y)
     if y.ndim != 1:
         raise DataError(f"y must be a vector (N,), got shape {y.shape}")

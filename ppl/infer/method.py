@@ -1,6 +1,9 @@
 """The base of every method object that `infer()` accepts."""
 
+import inspect
 import numbers
+
+import numpy as np
 
 from ppl.core.logdensity import INIT_STRATEGIES
 from ppl.errors import OptionError
@@ -19,13 +22,28 @@ class Method:
     common_options = ("num_samples", "num_chains", "seed", "progress")
     handles_discrete = False
 
+    def __new__(cls, *args, **kwargs):
+        """Arguments that the constructor would refuse with a bare TypeError (a misspelt
+        option, too many positional ones) become an OptionError listing the options.
+        (`__new__` sees the constructor's arguments, also for dataclasses.)"""
+        if args or kwargs:  # none when copy/pickle recreate an object
+            _check_arguments(cls, args, kwargs)
+        return super().__new__(cls)
+
     def __post_init__(self):
         cls = type(self).__name__
+        flags = {
+            f.name
+            for f in getattr(self, "__dataclass_fields__", {}).values()
+            if f.type in (bool, "bool")
+        }
         for field, value in vars(self).items():
             if value is None:
                 continue
             if isinstance(value, float) and value != value:
                 raise OptionError(f"{cls}: {field} is NaN")
+            if field in flags and not isinstance(value, (bool, np.bool_)):
+                raise OptionError(f"{cls}: {field}={value!r} must be True or False")
         init = getattr(self, "init", None)
         if isinstance(init, str) and init not in INIT_STRATEGIES:
             raise OptionError(
@@ -42,6 +60,26 @@ class Method:
 
     def run(self, model, **common):
         raise NotImplementedError
+
+
+def _check_arguments(cls, args, kwargs):
+    from ppl.infer.registry import did_you_mean
+
+    signature = inspect.signature(cls.__init__)
+    try:
+        signature.bind(None, *args, **kwargs)
+    except TypeError as e:
+        names = [
+            name
+            for name, p in list(signature.parameters.items())[1:]
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        unknown = [k for k in kwargs if k not in names]
+        if unknown:
+            problem = f"unknown option '{unknown[0]}'{did_you_mean(unknown[0], names)}"
+        else:  # too many positional arguments, or a required one missing
+            problem = f"{e}; give options by keyword" if args else str(e)
+        raise OptionError(f"{cls.__name__}: {problem}; options are {', '.join(names)}") from None
 
 
 def check_option(method, field, test, requirement, integer=False):

@@ -8,7 +8,7 @@ import numpy as np
 from numpyro.infer import Predictive
 
 from ppl.core.model import as_bound_model, value_sites
-from ppl.errors import PPLError
+from ppl.errors import PPLError, warn
 from ppl.infer.summary import summarize
 
 __all__ = ["Posterior", "load"]
@@ -81,7 +81,9 @@ class Posterior:
         """
         model = as_bound_model(model)
         draws = {n: self.flat(n) for n in self.latent_sites}
-        sites = [n for n in value_sites(model.trace(seed)) if n not in self.latent_sites]
+        trace = model.trace(seed)
+        sites = [n for n in value_sites(trace) if n not in self.latent_sites]
+        _warn_if_surprising(model, trace, self.latent_sites)
         out = Predictive(model, posterior_samples=draws, return_sites=sites)(jax.random.key(seed))
         shape = (self.num_chains, self.num_samples)
         return {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in out.items()}
@@ -120,6 +122,25 @@ class Posterior:
             raise PPLError("to_arviz() needs ArviZ: pip install arviz") from None
         stats = {_ARVIZ_STATS.get(k, k): v for k, v in self.sample_stats.items()}
         return az.from_dict(posterior=self.samples, sample_stats=stats or None)
+
+
+def _warn_if_surprising(model, trace, latent_sites):
+    """Warn when predictive draws would be no prediction: observed sites return their
+    bound data, and a model sharing no latent site with the posterior draws its prior."""
+    observed = [
+        n for n in value_sites(trace) if trace[n].get("is_observed") and n not in latent_sites
+    ]
+    if observed:
+        warn(
+            f"predictive: {model.name} has data bound to {observed}, so their draws are that "
+            f"data; bind the model with obs=None to predict them (e.g. {model.name}(x, y=None))"
+        )
+    if not any(n in trace for n in latent_sites):
+        warn(
+            f"predictive: {model.name} has none of the posterior's latent sites "
+            f"{list(latent_sites)}, so its draws come from its prior; is it the model that "
+            "was fitted?"
+        )
 
 
 def _is_array(x):

@@ -22,13 +22,11 @@ R-hat is computed with any number of chains, one included: split R-hat compares 
 halves of each chain, so a single chain still shows drift (not multimodality).
 """
 
-import os
-import sys
 import warnings
 
 import numpy as np
 
-from ppl.errors import SamplingWarning
+from ppl.errors import SamplingWarning, warn
 from ppl.infer.summary import component_labels, rank_diagnostics, unranked_diagnostics
 
 __all__ = [
@@ -46,17 +44,6 @@ EXACT_COMPONENTS = 64
 _EXACT_VALUES = 2**20  # draws ranked exactly per run, at most (about 0.1 s on 2 cores)
 _CHUNK_VALUES = 2**21  # values per vectorised block (16 MB of float64)
 _NAMES_SHOWN = 6
-
-_INSIDE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # .../ppl/
-
-
-def warn(message):
-    """Warn, attributed to the first caller outside the `ppl` package (the user's
-    `ppl.infer` line) however deep inside ppl the check runs."""
-    frame, level = sys._getframe(1), 2
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_INSIDE):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(message, SamplingWarning, stacklevel=level)
 
 
 def _chains(flags):

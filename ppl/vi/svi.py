@@ -21,7 +21,7 @@ import functools
 import math
 import numbers
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -35,13 +35,12 @@ from numpyro.distributions.transforms import biject_to
 from ppl.core import handlers
 from ppl.core.checks import explain_tracer_errors
 from ppl.core.primitives import ESTIMATORS
-from ppl.errors import InferenceError, OptionError
+from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.algorithm import keep_where
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
-from ppl.mcmc.diagnostics import warn
 from ppl.vi import guides
 from ppl.vi.objectives import ELBO
 from ppl.vi.optim import adam
@@ -484,31 +483,6 @@ def _int_option(method, name, minimum):
     value = getattr(method, name)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise OptionError(f"SVI: {name}={value!r} must be an integer >= {minimum}")
-
-
-def _friendly_init(cls):
-    """Unknown keyword arguments of the dataclass' __init__ become an OptionError that
-    lists the valid options."""
-    init = cls.__init__
-
-    @functools.wraps(init)
-    def __init__(self, *args, **kwargs):
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(kwargs) - set(names))
-        if unknown:
-            from ppl.infer.registry import did_you_mean
-
-            raise OptionError(
-                f"{cls.__name__}: unknown option '{unknown[0]}'{did_you_mean(unknown[0], names)}; "
-                f"options are {', '.join(names)}"
-            )
-        init(self, *args, **kwargs)
-
-    cls.__init__ = __init__
-    return cls
-
-
-_friendly_init(SVI)
 
 
 # ----- what the monitor, the draws and the evidence need ----------------------------
