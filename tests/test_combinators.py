@@ -86,6 +86,14 @@ def test_combinators_refuse_bad_input():
         mcmc.cycle("nuts")
     with pytest.raises(OptionError, match="weights must be non-negative"):
         mcmc.mixture([(-1.0, mcmc.NUTS())])
+    with pytest.raises(OptionError, match=r"list of \(weight, method\) pairs, e.g. mixture"):
+        mcmc.mixture([mcmc.NUTS(), mcmc.RWMH()])  # weights left out
+    with pytest.raises(OptionError, match=r"give one list of \(weight, method\) pairs"):
+        mcmc.mixture((0.5, mcmc.NUTS()), (0.5, mcmc.RWMH()))
+    with pytest.raises(OptionError, match=r"weight 'a' must be a number"):
+        mcmc.mixture([("a", mcmc.NUTS())])
+    with pytest.raises(OptionError, match=r"blocks: expected a dict .* got list"):
+        mcmc.blocks([("a", mcmc.NUTS())])
     with pytest.raises(OptionError, match=r"times=0 must be an integer >= 1"):
         mcmc.repeat(mcmc.NUTS(), 0)
     with pytest.raises(OptionError, match=r"site\(s\) \['a'\] appear in more than one block"):

@@ -377,3 +377,16 @@ def test_log_density_built_once_for_immutable_arguments():
     assert bound.log_density() is bound.log_density()
     mutable = scaled(_Scale(2.0), y=Y)
     assert mutable.log_density() is not mutable.log_density()
+
+
+def test_data_given_as_a_python_list_scores_as_an_array():
+    @ppl.model
+    def located(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        with ppl.plate("n", 4):
+            ppl.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    z = jnp.array([0.5])
+    as_list = located([1.0, 2.0, 3.0, 4.0]).log_density()(z)
+    as_array = located(jnp.array([1.0, 2.0, 3.0, 4.0])).log_density()(z)
+    np.testing.assert_allclose(as_list, as_array)

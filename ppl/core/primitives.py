@@ -6,6 +6,7 @@ Every primitive goes through NumPyro's handler stack, so a model written with
 
 import numbers
 
+import jax.numpy as jnp
 import numpyro
 from numpyro.contrib.control_flow import scan
 from numpyro.primitives import _PYRO_STACK
@@ -49,6 +50,8 @@ def sample(name, fn, obs=None, *, obs_mask=None, sample_shape=(), infer=None, es
                 f"choose one of {', '.join(ESTIMATORS)}"
             )
         infer = {**(infer or {}), "estimator": estimator}
+    if isinstance(obs, (list, tuple)):  # data as a Python list: an array, as NumPy would
+        obs = jnp.asarray(obs)
     try:
         return numpyro.sample(
             name, fn, obs=obs, obs_mask=obs_mask, sample_shape=sample_shape, infer=infer

@@ -10,6 +10,7 @@ and gradient from one part to the next, so nothing is evaluated twice.
 >>> ppl.mcmc.blocks({"z": ppl.mcmc.DiscreteGibbs(), ("mu", "sigma"): ppl.mcmc.NUTS()})
 """
 
+import numbers
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -269,13 +270,26 @@ def cycle(*methods):
     return Cycle(tuple(_method(m, "cycle") for m in methods))
 
 
-def mixture(weighted):
-    """A method that runs one of the methods per step: `[(p1, method1), (p2, method2), ...]`."""
-    weighted = [(float(p), _method(m, "mixture")) for p, m in weighted]
+def mixture(weighted, *more):
+    """A method that runs one of the methods per step: `[(p1, method1), (p2, method2), ...]`
+    (weights relative: they are divided by their sum)."""
+    example = "e.g. mixture([(0.9, NUTS()), (0.1, RWMH())])"
+    if more:
+        raise OptionError(f"mixture: give one list of (weight, method) pairs, {example}")
+    pairs = list(weighted) if isinstance(weighted, (list, tuple)) else None
+    if pairs is None or not all(isinstance(x, (list, tuple)) and len(x) == 2 for x in pairs):
+        raise OptionError(f"mixture: expected a list of (weight, method) pairs, {example}")
+    weighted = [(_weight(p), _method(m, "mixture")) for p, m in pairs]
     total = sum(p for p, _ in weighted)
     if not weighted or any(p < 0 for p, _ in weighted) or total <= 0:
         raise OptionError("mixture: weights must be non-negative with a positive sum")
     return Mixture(tuple((p / total, m) for p, m in weighted))
+
+
+def _weight(p):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise OptionError(f"mixture: weight {p!r} must be a number")
+    return float(p)
 
 
 def repeat(method, times):
@@ -291,6 +305,11 @@ def blocks(mapping):
     Every latent site must be in exactly one block; each step updates the blocks
     in order, each conditional on the current values of the others.
     """
+    if not isinstance(mapping, dict):
+        raise OptionError(
+            f"blocks: expected a dict {{site or tuple of sites: method}}, e.g. "
+            f"blocks({{'z': DiscreteGibbs(), ('mu', 'sigma'): NUTS()}}), got {type(mapping).__name__}"
+        )
     parts, seen = [], set()
     for names, method in mapping.items():
         names = (names,) if isinstance(names, str) else tuple(names)

@@ -180,10 +180,11 @@ def check_convergence(samples):
         }
     messages = []
     bad = [(k, v) for k, v in zip(labels, rhat) if v > R_HAT_MAX]
+    disagree = "the chains disagree" if num_chains > 1 else "the chain's two halves disagree"
     if bad:
         messages.append(
             f"r_hat > {R_HAT_MAX} for {len(bad)} of {len(labels)} components "
-            f"({_worst(bad, reverse=True)}): the chains disagree, so the draws do not yet "
+            f"({_worst(bad, reverse=True)}): {disagree}, so the draws do not yet "
             "represent the posterior. Run a longer warmup (num_warmup), look for several "
             "modes, or reparameterise the model."
         )
