@@ -414,3 +414,16 @@ def test_chains_whose_start_is_impossible_are_drawn_again():
             seed=0, progress=False,
         )  # fmt: skip
     assert np.all(post.samples["x"] > 1.0)
+
+
+def test_no_finite_start_names_the_site_at_fault():
+    @ppl.model
+    def impossible(y):
+        x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        ppl.sample("y", dist.Normal(x, jnp.sqrt(x - 100.0)), obs=y)  # scale NaN for x < 100
+
+    with pytest.raises(
+        ppl.errors.InferenceError, match=r"chain\(s\) \[0\]; .*site\(s\) \['y'\] is not finite"
+    ):
+        ppl.infer(impossible(1.0), "rwmh", num_samples=5, num_warmup=5, num_chains=1,
+                  progress=False)  # fmt: skip

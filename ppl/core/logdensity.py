@@ -434,14 +434,36 @@ class LogDensity:
             f"are drawn. {advice}"
         )
 
-    def check_finite_start(self, found):
+    def check_finite_start(self, found, z=None):
+        """InferenceError unless every chain `found` a starting point; given the chains'
+        last tries `z`, it names the sites whose log density is not finite at one."""
         bad = np.flatnonzero(~np.asarray(found))
-        if bad.size:
-            raise InferenceError(
-                f"no starting point with a finite log density and gradient for chain(s) "
-                f"{bad.tolist()}: check the model for impossible values (e.g. data outside a "
-                "distribution's support), or try init='prior'"
+        if not bad.size:
+            return
+        where = ""
+        if z is not None:
+            sites = self.nonfinite_sites(np.asarray(z)[bad[0]])
+            where = (
+                f"; at chain {bad[0]}'s last try the log density of site(s) {sites} is not "
+                "finite"
+                if sites
+                else f"; at chain {bad[0]}'s last try every site's log density is finite, "
+                "so its gradient is not"
             )
+        raise InferenceError(
+            f"no starting point with a finite log density and gradient for chain(s) "
+            f"{bad.tolist()}{where}: check the model for impossible values (e.g. data outside "
+            "a distribution's support, a scale that can be negative), or try init='prior'"
+        )
+
+    def nonfinite_sites(self, z):
+        """Names of the sites (latent, observed, factors) whose log density is not finite
+        at the unconstrained point `z` (evaluated eagerly: for error messages)."""
+        with distribution.validation_enabled(False):  # a NaN, not an error, for bad scales
+            site_lp, _ = compute_log_probs(self._substituted(jnp.asarray(z), None), (), {}, {})
+        names = [n for n, v in site_lp.items() if not np.isfinite(np.sum(np.asarray(v)))]
+        owners = {_log_det_site(s): s for s in self.sites}
+        return list(dict.fromkeys(owners.get(n, n) for n in names))
 
 
 def _constrain_site(unconstrained, discrete, site):

@@ -139,7 +139,7 @@ class MCMCMethod(Method):
         program = MCMCProgram(self, num_warmup)
         with explain_tracer_errors(model.name):
             state, found, run_keys = start_chains(program, ld, seed, num_chains)
-        ld.check_finite_start(found)
+        ld.check_finite_start(found, state.z)
         phases = [Phase("warmup", num_warmup, keep=False), Phase("sample", num_samples, keep=True)]
         state, (zs, lp, stats), timings = run(
             program, ld, state, run_keys, phases,
