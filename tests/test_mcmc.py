@@ -427,3 +427,22 @@ def test_no_finite_start_names_the_site_at_fault():
     ):
         ppl.infer(impossible(1.0), "rwmh", num_samples=5, num_warmup=5, num_chains=1,
                   progress=False)  # fmt: skip
+
+
+def test_missing_data_by_obs_mask_is_imputed_and_the_rest_exact():
+    @ppl.model
+    def partly_missing(y, mask):
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        with ppl.plate("n", 4):
+            ppl.sample("y", dist.Normal(mu, 1.0), obs=y, obs_mask=mask)
+
+    y = jnp.array([1.0, 2.0, jnp.nan, 3.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ppl.errors.SamplingWarning)  # none: no flat directions
+        post = ppl.infer(partly_missing(y, jnp.isfinite(y)), "nuts", num_samples=1000,
+                         num_warmup=500, num_chains=2, seed=0, progress=False)  # fmt: skip
+    # exact: mu | y ~ N(6 / 3.01, 1 / 3.01); the missing y ~ N(mu, 1) given mu
+    mean, var = 6.0 / 3.01, 1.0 / 3.01
+    assert_gaussian_moments(post.samples["mu"], mean, var)
+    assert_gaussian_moments(post.samples["y"][..., 2], mean, var + 1.0)
+    np.testing.assert_array_equal(post.samples["y"][..., [0, 1, 3]][0, 0], [1.0, 2.0, 3.0])

@@ -52,6 +52,8 @@ def sample(name, fn, obs=None, *, obs_mask=None, sample_shape=(), infer=None, es
         infer = {**(infer or {}), "estimator": estimator}
     if isinstance(obs, (list, tuple)):  # data as a Python list: an array, as NumPy would
         obs = jnp.asarray(obs)
+    if obs is not None and obs_mask is not None:
+        return _partly_observed(name, fn, obs, obs_mask, sample_shape, infer)
     try:
         return numpyro.sample(
             name, fn, obs=obs, obs_mask=obs_mask, sample_shape=sample_shape, infer=infer
@@ -68,6 +70,23 @@ def sample(name, fn, obs=None, *, obs_mask=None, sample_shape=(), infer=None, es
             + f": {e}. A distribution's batch shape must broadcast with the plates around "
             "it (its rightmost dimensions line up with the plates' dims)"
         ) from e
+
+
+def _partly_observed(name, fn, obs, obs_mask, sample_shape, infer):
+    """`obs` where `obs_mask` is true, a latent `{name}_unobserved` elsewhere, merged in the
+    deterministic site `name`.
+
+    Unlike NumPyro, every entry of `{name}_unobserved` keeps its density, also where the
+    data is observed (those entries are never used): with none, as in NumPyro, they are
+    flat directions that a sampler follows to ~1e12, hitting NUTS's max tree depth at
+    every draw and failing the R-hat checks. With it they are independent draws from the
+    model that integrate out exactly (the mask is over batch entries), so the posterior
+    of every other site is unchanged."""
+    with numpyro.handlers.mask(mask=obs_mask):
+        observed = sample(f"{name}_observed", fn, obs, sample_shape=sample_shape, infer=infer)
+    unobserved = sample(f"{name}_unobserved", fn, sample_shape=sample_shape, infer=infer)
+    batch_mask = jnp.reshape(obs_mask, jnp.shape(obs_mask) + (1,) * fn.event_dim)
+    return numpyro.deterministic(name, jnp.where(batch_mask, observed, unobserved))
 
 
 def _is_int(x):
