@@ -128,6 +128,36 @@ def test_method_objects_check_their_options():
         ppl.mcmc.NUTS(step_size=float("nan"))
 
 
+@pytest.mark.parametrize(
+    "make, typo, meant",
+    [
+        (lambda **kw: ppl.sgmcmc.SGLD(**kw), "stepsize", "step_size"),
+        (lambda **kw: ppl.smc.Tempered(**kw), "num_particle", "num_particles"),
+        (lambda **kw: ppl.gp.Exact(**kw), "num_step", "num_steps"),
+        (lambda **kw: ppl.mcmc.NUTS(**kw), "target_acept", "target_accept"),
+        (lambda **kw: ppl.smc.PMMH(**kw), "num_partcles", "num_particles"),
+        (lambda **kw: ppl.sgmcmc.Structured(base=ppl.sgmcmc.SGLD(), **kw), "group", "groups"),
+    ],
+)
+def test_misspelt_method_option_suggests_the_right_one(make, typo, meant):
+    with raises(
+        OptionError, rf"unknown option '{typo}' \(did you mean '{meant}'\?\); options are "
+    ):
+        make(**{typo: 1})
+
+
+def test_every_method_class_checks_its_constructor_arguments():
+    class Plain(Method):  # not a dataclass: its own __init__ is what is checked
+        def __init__(self, num_particles=10):
+            self.num_particles = num_particles
+
+    assert Plain(num_particles=3).num_particles == 3
+    with raises(OptionError, r"Plain: unknown option 'num_particle' \(did you mean"):
+        Plain(num_particle=3)
+    with raises(OptionError, r"Exact: too many positional arguments; give options by keyword"):
+        ppl.gp.Exact(10)
+
+
 # ----- the model argument ----------------------------------------------------------------
 
 

@@ -73,6 +73,8 @@ def test_diagnostics(bootstrap):
     assert d["resampled"].any() and np.all(d["ess"] <= 1000 + 1e-3)
     increments = d["log_evidence_increments"].sum(axis=1)
     np.testing.assert_allclose(increments, d["log_evidence_per_run"], rtol=1e-5)
+    # a healthy filter: no warning (its lowest ESS is ~5% of the particles, above 1%)
+    assert d["warnings"] == [] and not d["nan_weights"].any()
 
 
 def test_optimal_proposal_lowers_the_variance(bootstrap):
@@ -84,13 +86,17 @@ def test_optimal_proposal_lowers_the_variance(bootstrap):
 
 
 def test_never_resampling_is_importance_sampling():
-    # threshold 0: sequential importance sampling, still unbiased (but noisy: 40 steps
-    # of weights collapse onto few particles), so only a loose check of the estimate
+    # threshold 0: sequential importance sampling, still unbiased (but noisy: within 10
+    # steps the weights collapse onto a few particles), so only a loose check of the
+    # estimate; the collapse (ESS ~1 of 1000 from step 6 on) is warned about
     pf = ppl.smc.ParticleFilter(num_particles=1000, resample_threshold=0.0)
-    post = ppl.infer(known(Y[:10]), method=pf, num_samples=10, num_chains=CHAINS, seed=3)
+    with pytest.warns(ppl.SamplingWarning, match=r"weights collapsed.*below 10 of 1000"):
+        post = ppl.infer(known(Y[:10]), method=pf, num_samples=10, num_chains=CHAINS, seed=3)
     assert not post.diagnostics["resampled"].any()
     exact = kalman(Y[:10], PHI, Q)[0]
     assert abs(post.log_evidence - exact) < 4 * post.diagnostics["log_evidence_se"] + 0.05
+    (message,) = post.diagnostics["warnings"]
+    assert "time step(s) (6, 7, 8, 9;" in message and "resample_threshold" in message
 
 
 def test_same_model_runs_under_nuts():
@@ -147,9 +153,42 @@ def hard_constraint(y):
     ppl.scan(step, 0.0, y)
 
 
+@ppl.model
+def no_pair(y):
+    def step(x_prev, y_t):
+        x = ppl.sample("x", dist.Normal(x_prev, 1))
+        ppl.sample("y", dist.Normal(x, 1), obs=y_t)
+        return x  # not (x, output)
+
+    ppl.scan(step, 0.0, y)
+
+
+@ppl.model
+def growing_carry(y):
+    def step(x_prev, y_t):
+        x = ppl.sample("x", dist.Normal(jnp.zeros(2) + x_prev, 1).to_event(1))
+        ppl.sample("y", dist.Normal(x.sum(), 1), obs=y_t)
+        return x, None
+
+    ppl.scan(step, 0.0, y)
+
+
 def test_bad_models_and_data():
     y = jnp.zeros(5)
     pf = ppl.smc.ParticleFilter(num_particles=10)
+    # the observed-data checks of every method: shapes and non-finite values
+    with pytest.raises(DataError, match=r"'y' has data of shape \(5, 3\).*shape \(5,\)"):
+        ppl.infer(known(jnp.zeros((5, 3))), method=pf, num_chains=1)
+    with pytest.raises(DataError, match=r"'y' has 1 non-finite value.*obs_mask="):
+        ppl.infer(known(y.at[2].set(jnp.nan)), method=pf, num_chains=1)
+    # misuse of ppl.scan, named with the step function
+    with pytest.raises(ModelError, match=r"step function 'step' must return a pair.*x, None"):
+        ppl.infer(no_pair(y), method=pf, num_chains=1)
+    with pytest.raises(ModelError, match=r"'step' returns a carry shaped \(2,\).*shaped \(\)"):
+        ppl.infer(growing_carry(y), method=pf, num_chains=1)
+    with pytest.raises(ModelError, match=r"proposal samples site 'x' with shape \(2,\)"):
+        wide = lambda c, x: ppl.sample("x", dist.Normal(jnp.zeros(2), 1).to_event(1))  # noqa: E731
+        ppl.infer(known(y), method=ppl.smc.ParticleFilter(proposal=wide), num_chains=1)
     with pytest.raises(ModelError, match=r"ppl\.scan\(step, init, xs\)"):
         ppl.infer(no_scan(y), method=pf, num_chains=1)
     with pytest.raises(DataError, match=r"different time lengths.*5.*4"):
@@ -159,6 +198,27 @@ def test_bad_models_and_data():
     with pytest.raises(ModelError, match=r"proposal must sample exactly.*\['x'\]"):
         wrong = ppl.smc.ParticleFilter(proposal=lambda c, x: ppl.sample("w", dist.Normal(0, 1)))
         ppl.infer(known(y), method=wrong, num_chains=1)
+
+
+@ppl.model
+def nan_region(y):
+    """The observation density is NaN wherever the state is above 1."""
+
+    def step(x_prev, y_t):
+        x = ppl.sample("x", dist.Normal(0.5 * x_prev, 1))
+        ppl.sample("y", dist.Normal(x, jnp.where(x > 1, jnp.nan, 1.0)), obs=y_t)
+        return x, None
+
+    ppl.scan(step, 0.0, y)
+
+
+def test_nan_weights_are_counted_and_warned():
+    pf = ppl.smc.ParticleFilter(num_particles=50)
+    with pytest.warns(ppl.SamplingWarning, match=r"particle weight\(s\) were NaN"):
+        post = ppl.infer(nan_region(jnp.zeros(5)), method=pf, num_samples=5, num_chains=1)
+    # P(x > 1) is about 1/6 at each step: some of the 250 particle-steps, not all
+    assert 0 < post.diagnostics["nan_weights"][0] < 150
+    assert np.isfinite(post.log_evidence)
 
 
 def test_degenerate_weights_name_the_step():

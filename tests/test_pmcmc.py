@@ -65,6 +65,15 @@ def test_pimh_smooths_the_trajectory():
     )
 
 
+def test_particle_gibbs_alone_without_static_sites():
+    # nothing but the trajectory to move: particle Gibbs alone is a valid sampler
+    post = ppl.infer(
+        known(Y[:10]), method=ppl.smc.ParticleGibbs(num_particles=20), num_samples=20,
+        num_warmup=0, num_chains=1, seed=0, progress=False,
+    )  # fmt: skip
+    assert post.samples["x"].shape == (1, 20, 10) and np.isfinite(post.samples["x"]).all()
+
+
 def test_bad_input():
     with pytest.raises(ModelError, match="PMMH moves static sites.*has none"):
         ppl.infer(known(Y), method=ppl.smc.PMMH(), num_samples=5, num_warmup=5, num_chains=1)
@@ -73,6 +82,10 @@ def test_bad_input():
     in_block = ppl.mcmc.blocks({("phi", "q", "x"): ppl.smc.PMMH()})
     with pytest.raises(OptionError, match="PMMH moves the static sites and the whole"):
         ppl.infer(unknown(Y), method=in_block, num_samples=5, num_warmup=5, num_chains=1)
+    # alone it never moves phi and q: refused, with the blocks(...) line to use instead
+    fix = r"blocks\(\{'x': ppl.smc.ParticleGibbs\(num_particles=100\), \('phi', 'q'\): ppl.mcmc"
+    with pytest.raises(ModelError, match=r"static site\(s\) \['phi', 'q'\].*" + fix):
+        ppl.infer(unknown(Y), method="particle_gibbs", num_samples=5, num_warmup=5, num_chains=1)
     wrong = ppl.mcmc.blocks({("x", "q"): ppl.smc.ParticleGibbs(), "phi": ppl.mcmc.RWMH()})
     with pytest.raises(OptionError, match=r"moves exactly the loop's latent sites \['x'\]"):
         ppl.infer(unknown(Y), method=wrong, num_samples=5, num_warmup=5, num_chains=1)

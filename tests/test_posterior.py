@@ -294,7 +294,9 @@ def test_predictive_sites_and_shapes(regression, predictive):
 
 def test_predictive_warns_when_it_would_not_predict(regression, regression_nuts):
     x, y = regression.x_new, np.zeros(regression.x_new.shape[0], np.float32)
-    with pytest.warns(ppl.errors.SamplingWarning, match=r"data bound to \['y'\].*obs=None"):
+    with pytest.warns(
+        ppl.errors.SamplingWarning, match=r"data bound to \[.y.\].*None for that data"
+    ):
         regression_nuts.predictive(linear_regression(x, y), seed=0)
 
     @ppl.model

@@ -312,7 +312,7 @@ def test_discrete_sites_are_refused():
         (lambda: Cyclical(cycle_length=0), "cycle_length=0 must be a positive integer"),
         (lambda: SGHMC(step_size=0.2, friction=10.0), "step_size \\* friction = 2 must be < 1"),
         (lambda: PSGLD(alpha=1.0), "alpha=1.0 must be a number in"),
-        (lambda: SGLD(control_variate="yes"), "control_variate must be True or False"),
+        (lambda: SGLD(control_variate="yes"), "control_variate='yes' must be True or False"),
     ],
 )
 def test_bad_options(make, message):

@@ -265,13 +265,24 @@ def truncated(cut, outside):
 TRUNCATED = Tempered(num_particles=1000)
 
 
-def test_particles_without_likelihood_drop_out():
+@pytest.mark.parametrize("outside", [-jnp.inf, jnp.nan])
+def test_particles_without_likelihood_drop_out(outside):
     """Half the prior draws have zero likelihood: they get zero weight, and the rest
-    give the half-normal posterior and evidence 1/2."""
-    post = ppl.infer(
-        truncated(jnp.array(0.0), jnp.array(-jnp.inf)), TRUNCATED, num_samples=600,
-        num_chains=RUNS, seed=3, progress=False,
-    )  # fmt: skip
+    give the half-normal posterior and evidence 1/2. A likelihood of zero (-inf: outside
+    the support) is silent; a NaN one is a fault in the model, counted and warned about."""
+    model = truncated(jnp.array(0.0), jnp.array(outside))
+    run = dict(num_samples=600, num_chains=RUNS, seed=3, progress=False)
+    if np.isnan(outside):
+        with pytest.warns(ppl.SamplingWarning, match=r"particle\(s\) had a NaN log density"):
+            post = ppl.infer(model, TRUNCATED, **run)
+        nan = post.diagnostics["nan_log_density"]
+        # about half of the 1000 prior draws per run; the moves reject proposals into x < 0
+        assert nan.shape == (RUNS,) and np.all((nan > 400) & (nan < 600))
+        assert len(post.diagnostics["warnings"]) == 1
+    else:
+        post = ppl.infer(model, TRUNCATED, **run)
+        assert post.diagnostics["warnings"] == []
+        assert not post.diagnostics["nan_log_density"].any()
     x = post.samples["x"].astype(np.float64)
     assert x.shape == (RUNS, 600)  # fewer draws than particles
     assert np.all(x > 0)

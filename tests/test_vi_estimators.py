@@ -10,6 +10,7 @@ must lie within TOL_SE = 4.5 standard errors of the exact gradient (a false alar
 probability ~1e-5 per component; seeds are fixed anyway).
 """
 
+import functools
 import itertools
 
 import jax
@@ -248,6 +249,29 @@ def test_mvd_on_unsupported_distribution():
 
     with pytest.raises(OptionError, match="mvd.*Poisson"):
         _init(vi.ELBO(), guide)
+
+
+def test_mvd_refuses_transformed_distributions():
+    # LogNormal's base is a Normal, but mvd's Normal replacements are not its values
+    def guide(x, estimator="mvd"):
+        ppl.sample("z", dist.LogNormal(ppl.param("m", 0.0), 1.0), estimator=estimator)
+
+    for estimator in ("mvd", "enum"):
+        with pytest.raises(OptionError, match=f"site 'z': estimator='{estimator}'") as err:
+            _init(vi.ELBO(), functools.partial(guide, estimator=estimator))
+        assert str(err.value).endswith("work for it: 'reparam', 'reinforce'")
+
+
+def test_estimators_must_name_a_site_the_objective_draws():
+    with pytest.raises(OptionError, match=r"'zz' is not a site .*\(did you mean 'z'\?\).*\['z'\]"):
+        _init(vi.ELBO(), bernoulli_guide, {"zz": "enum"})
+    model = normal_model(X)
+    guide = vi.guides.Normal().bind(model)
+    params = vi.init_params(vi.ELBO(), jax.random.key(0), model, guide)
+    with pytest.raises(OptionError, match=r"does not sample 'z'.*automatic guide.*reparameter"):
+        jax.eval_shape(
+            lambda: vi.ELBO().surrogate(jax.random.key(1), params, model, guide, 0.0, {"z": "mvd"})
+        )
 
 
 def test_unknown_baseline():

@@ -397,9 +397,20 @@ def test_bind_guide_accepts_every_kind(exact):
 @pytest.mark.parametrize(
     "make",
     [lambda: LowRank(0), lambda: LowRank(1.5), lambda: Normal(init_scale=0.0),
-     lambda: MultivariateNormal(init_scale=-1.0), lambda: amortized(3, [jnp.zeros(2)])],
-    ids=["rank0", "rank-float", "normal-scale", "mvn-scale", "net"],
+     lambda: MultivariateNormal(init_scale=-1.0), lambda: amortized(3, [jnp.zeros(2)]),
+     lambda: Normal(init_scale=float("inf")), lambda: LowRank(2, init_scale=True),
+     lambda: vi.guides.Planar(init_scale=float("inf"))],
+    ids=["rank0", "rank-float", "normal-scale", "mvn-scale", "net", "inf-scale", "bool-scale",
+         "flow-scale"],
 )  # fmt: skip
 def test_bad_options_are_errors(make):
     with pytest.raises(OptionError):
         make()
+
+
+def test_flow_hidden_sizes_are_a_tuple():
+    with pytest.raises(OptionError, match=r"IAF: hidden=8 must be a tuple .* hidden=\(8,\)"):
+        vi.guides.IAF(hidden=8)
+    with pytest.raises(OptionError, match=r"NeuralSpline: hidden sizes=0 must be an integer"):
+        vi.guides.NeuralSpline(hidden=[0])
+    assert vi.guides.IAF(hidden=[8]).hidden == (8,)

@@ -309,11 +309,38 @@ def test_hierarchical_bounds_are_ordered(hierarchical):
 def test_hierarchical_guide_contract():
     model = normal_model(X)
     with pytest.raises(OptionError, match="reverse="):
-        vi.init_params(vi.HVI(), jax.random.key(0), model, ppl.BoundModel(hierarchical_guide, (X,)))
+        vi.HVI()
     with pytest.raises(ModelError, match="no site 'psi'"):
         vi.init_params(
             vi.IWHVI(reverse=reverse), jax.random.key(0), model, ppl.BoundModel(normal_guide, (X,))
         )
+    assert vi.DIWHVI(reverse=reverse, aux="u").auxiliary == ("u",)
+    # the auxiliary site is the hierarchical objectives' to use; the ELBO refuses it
+    with pytest.raises(ModelError, match=r"guide samples \['psi'\].*latent sites are \['z'\]"):
+        vi.init_params(
+            vi.ELBO(), jax.random.key(0), model, ppl.BoundModel(hierarchical_guide, (X,))
+        )
+
+
+def extra_site_guide(x):
+    normal_guide(x)
+    ppl.sample("t", dist.Normal(0.0, 1.0))
+
+
+def observing_guide(x):
+    normal_guide(x)
+    ppl.sample("x", dist.Normal(0.0, 1.0), obs=x)
+
+
+@pytest.mark.parametrize(
+    "guide, error",
+    [(extra_site_guide, r"guide samples \['t'\], which are not latent sites.*\['z'\]"),
+     (observing_guide, r"guide observes site\(s\) \['x'\] \(obs=...\)")],
+    ids=["extra-site", "observed-site"],
+)  # fmt: skip
+def test_guide_sites_the_model_lacks_are_errors(guide, error):
+    with pytest.raises(ModelError, match=error):
+        vi.init_params(vi.ELBO(), jax.random.key(0), normal_model(X), ppl.BoundModel(guide, (X,)))
 
 
 # ----- an objective written from scratch: a tempered ELBO ---------------------------
@@ -367,3 +394,46 @@ def test_single_particle_sets_draw_independently():
     [(value, _)] = draws([objective], model, guide, params, 5)
     # z - z' ~ N(0, 2 s²) with s = 0.5 when the draws are independent
     assert abs(value.std() - np.sqrt(2) * 0.5) < TOL_SE * np.sqrt(2) * 0.5 / np.sqrt(2 * N)
+
+
+# ----- options are checked when an objective is made ---------------------------------
+
+
+@vi.objective
+def needs_a_prior(model, guide, prior, num_particles=1):
+    return vi.mean(vi.particles(lambda: vi.score(prior, vi.draw(guide)), num_particles))
+
+
+@vi.objective
+def k_as_option(model, guide, k=0):
+    return vi.mean(vi.particles(lambda: vi.draw(guide).log_q, k))
+
+
+@pytest.mark.parametrize(
+    "make, error",
+    [
+        (lambda: vi.ELBO(num_particle=4),
+         r"ELBO: unknown option 'num_particle' \(did you mean 'num_particles'\?\); options are"),
+        (lambda: vi.ELBO(num_particles=0), r"ELBO: num_particles=0 must be an integer >= 1"),
+        (lambda: vi.IWAE(num_particles=-1), r"IWAE: num_particles=-1 must be"),
+        (lambda: vi.VIMCO(num_particles=2.5), r"VIMCO: num_particles=2.5 must be"),
+        (lambda: vi.RWS(num_particles=True), r"RWS: num_particles=True must be"),
+        (lambda: vi.ELBO(path_gradient=1), r"path_gradient=1 must be True or False"),
+        (lambda: vi.Renyi(alpha="0.5"), r"Renyi: alpha='0.5' must be a finite number"),
+        (lambda: vi.Renyi(alpha=float("inf")), r"alpha=inf must be a finite number"),
+        (lambda: vi.IWHVI(reverse=reverse, num_inner=-1), r"IWHVI: num_inner=-1 must be"),
+        (lambda: vi.DIWHVI(reverse=reverse, aux=3), r"DIWHVI: aux=3 must be the name"),
+        (lambda: tempered_elbo(betta=0.5), r"unknown option 'betta' \(did you mean 'beta'\?\)"),
+        (lambda: tempered_elbo(num_particles=0), r"tempered_elbo: num_particles=0 must be"),
+        (lambda: needs_a_prior(), r"option 'prior' has no default: give prior=\.\.\."),
+    ],
+)  # fmt: skip
+def test_objective_options_are_checked_when_made(make, error):
+    with pytest.raises(OptionError, match=error):
+        make()
+
+
+def test_particles_checks_its_count():
+    model, guide = normal_model(X), ppl.BoundModel(normal_guide, (X,))
+    with pytest.raises(OptionError, match=r"ppl.vi.particles: num_particles=0 must be"):
+        vi.init_params(k_as_option(), jax.random.key(0), model, guide)

@@ -87,11 +87,20 @@ def test_elbo_recovers_conjugate_posterior(elbo_fit):
     assert d["wall_time"] > d["fit_time"] > 0
 
 
+@ppl.model
+def new_points(n):
+    mu = ppl.sample("mu", dist.Normal(0.0, 1.0))
+    with ppl.plate("n", n):
+        ppl.sample("x", dist.Normal(mu, 1.0))
+
+
 def test_predictive_from_fitted_guide(elbo_fit):
-    pred = elbo_fit.predictive(normal_mean(X), seed=1)
+    pred = elbo_fit.predictive(new_points(N), seed=1)
     assert pred["x"].shape == (2, 1000, N)
-    # x_new | data ~ N(POST_MEAN, 1 + POST_VAR): 40000 values, sd of the mean ~0.005
+    # x_new | data ~ N(POST_MEAN, 1 + POST_VAR): 40000 values, sd of the mean ~0.005 (plus
+    # the fitted guide's own error, a few hundredths of a posterior sd)
     assert abs(pred["x"].mean() - POST_MEAN) < 0.1 * POST_SD + 0.05
+    assert abs(pred["x"].std() / np.sqrt(1 + POST_SD**2) - 1) < 0.05
 
 
 def test_iwae_recovers_conjugate_posterior():
@@ -433,6 +442,14 @@ def test_adam_follows_optax_adam(rate):
     assert np.all(np.isfinite(_adam_path(clipped, steps=5)["w"]))
 
 
+@pytest.mark.parametrize("rate", [-1e-2, 0.0, "1e-2", True, float("nan"), jnp.ones(2)])
+def test_adam_needs_a_positive_learning_rate(rate):
+    with pytest.raises(
+        OptionError, match=r"learning_rate=.* must be a positive number or an optax"
+    ):
+        ppl.vi.adam(rate)
+
+
 def test_adam_is_compared_by_value():
     assert ppl.vi.adam(1e-2) == ppl.vi.adam(1e-2) != ppl.vi.adam(1e-3)
     assert hash(ppl.vi.adam(1e-2)) == hash(ppl.vi.adam(1e-2))
@@ -447,3 +464,10 @@ def test_optimizers_that_watch_the_loss_get_it_and_line_searches_are_refused():
     with pytest.raises(OptionError, match=r"needs more than the gradient and the loss.*adam"):
         ppl.infer(normal_mean(X), SVI(optimizer=optax.lbfgs(), num_steps=2), num_samples=5,
                   num_chains=1, progress=False)  # fmt: skip
+
+
+def test_svi_objects_pickle():
+    import pickle
+
+    method = SVI(objective=IWAE(num_particles=3), num_steps=7)
+    assert pickle.loads(pickle.dumps(method)) == method

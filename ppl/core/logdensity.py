@@ -444,8 +444,7 @@ class LogDensity:
         if z is not None:
             sites = self.nonfinite_sites(np.asarray(z)[bad[0]])
             where = (
-                f"; at chain {bad[0]}'s last try the log density of site(s) {sites} is not "
-                "finite"
+                f"; at chain {bad[0]}'s last try the log density of site(s) {sites} is not finite"
                 if sites
                 else f"; at chain {bad[0]}'s last try every site's log density is finite, "
                 "so its gradient is not"

@@ -29,10 +29,21 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _check_common(owner, hidden, context_size):
-    hidden = tuple(hidden)
+def check_hidden(owner, hidden):
+    """`hidden` (a tuple or list of hidden layer sizes) as a tuple; OptionError otherwise."""
+    if not isinstance(hidden, (tuple, list)):
+        example = f"({hidden},) for one layer" if isinstance(hidden, int) else "(32, 32)"
+        raise OptionError(
+            f"{owner}: hidden={hidden!r} must be a tuple of hidden layer sizes, e.g. "
+            f"hidden={example}"
+        )
     for h in hidden:
         check_positive_int(owner, "hidden sizes", h)
+    return tuple(hidden)
+
+
+def _check_common(owner, hidden, context_size):
+    hidden = check_hidden(owner, hidden)
     check_positive_int(owner, "context_size", context_size, minimum=0)
     return hidden
 

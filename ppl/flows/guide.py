@@ -15,7 +15,6 @@ layer by layer (Vaitl et al. 2022: `Bijector.forward_and_score`); others (autore
 layers) use ∇_u log q = J⁻ᵀ ∇_ε log q(T(ε)) with the full Jacobian J = ∂u/∂ε and a solve.
 """
 
-import numbers
 from dataclasses import dataclass
 
 import jax
@@ -27,7 +26,7 @@ from ppl import dist
 from ppl.core.primitives import param, sample
 from ppl.errors import ModelError, OptionError
 from ppl.flows.bijector import Bijector
-from ppl.vi.guides import AutoGuide, _path_name
+from ppl.vi.guides import AutoGuide, _check_scale, _path_name
 
 __all__ = ["FlowGuideBase", "FlowGuide", "Pushforward"]
 
@@ -106,10 +105,7 @@ class FlowGuideBase(AutoGuide):
                 f"{type(self).__name__}: flow={self.flow!r} must be a ppl.flows bijector "
                 "(e.g. ppl.flows.Chain([ppl.flows.Planar()] * 8))"
             )
-        if not (isinstance(self.init_scale, numbers.Real) and self.init_scale > 0):
-            raise OptionError(
-                f"{type(self).__name__}: init_scale={self.init_scale!r} must be a positive number"
-            )
+        _check_scale(type(self).__name__, self.init_scale)
         if self.flow.context_size:
             raise OptionError(
                 f"{type(self).__name__}: the flow reads a context of size "

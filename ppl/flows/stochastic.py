@@ -71,6 +71,7 @@ from ppl.mcmc.rwmh import rwmh_proposal
 from ppl.vi.guides import (
     LOCAL_ADVICE,
     AutoGuide,
+    _check_scale,
     check_continuous,
     emit_constrained,
     prior_median,
@@ -270,9 +271,7 @@ class SNFGuide(AutoGuide):
 
     def __post_init__(self):
         object.__setattr__(self, "layers", _as_layers(self.layers))
-        s = self.init_scale
-        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not s > 0:
-            raise OptionError(f"SNFGuide: init_scale={s!r} must be a positive number")
+        _check_scale("SNFGuide", self.init_scale)
         for layer in self.layers:
             if isinstance(layer, Bijector) and layer.context_size:
                 raise OptionError(

@@ -133,7 +133,7 @@ def _warn_if_surprising(model, trace, latent_sites):
     if observed:
         warn(
             f"predictive: {model.name} has data bound to {observed}, so their draws are that "
-            f"data; bind the model with obs=None to predict them (e.g. {model.name}(x, y=None))"
+            "data; bind the model with None for that data to predict them"
         )
     if not any(n in trace for n in latent_sites):
         warn(

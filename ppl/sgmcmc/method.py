@@ -272,9 +272,6 @@ class Sampler(SGMCMCMethod):
                 f"{cls}: schedule={self.schedule!r} must be a schedule object: "
                 "ppl.sgmcmc.Constant(), Polynomial(b, gamma) or Cyclical(cycle_length)"
             )
-        for name in ("control_variate", "replace", "data_parallel"):
-            if not isinstance(getattr(self, name), bool):
-                raise OptionError(f"{cls}: {name} must be True or False")
 
     def init_state(self, z):
         raise NotImplementedError

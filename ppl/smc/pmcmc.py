@@ -187,6 +187,12 @@ class _ParticleMethod(MCMCMethod):
     def settings(self, model):
         return filter_settings(self, model)
 
+    def run(self, model, **options):
+        """As the whole method (not a part of a combinator): the model's time loop is
+        checked first, so a misuse of `ppl.scan` is named before the log density is built."""
+        describe(model, self.proposal)
+        return super().run(model, **options)
+
     def check(self, density):
         layout = describe(density.model, self.proposal)
         discrete = [n for n in layout.static if n in density.discrete_sites]
@@ -267,9 +273,24 @@ class ParticleGibbs(_ParticleMethod):
 
     >>> gibbs = ppl.mcmc.blocks({"x": ppl.smc.ParticleGibbs(), ("phi", "q"): ppl.mcmc.NUTS()})
 
-    On its own it leaves the static sites where they are: pair it in
-    `ppl.mcmc.blocks` with a kernel for them. Discrete trajectory sites are fine.
+    It never moves the static sites, so as the whole method it refuses a model that has
+    any: pair it in `ppl.mcmc.blocks` with a kernel for them. Discrete trajectory sites
+    are fine.
     """
+
+    def run(self, model, **options):
+        layout = describe(model, self.proposal)
+        if layout.static:  # the whole method: nothing else would move them
+            raise ModelError(
+                f"{model.name}: ParticleGibbs moves only the ppl.scan loop's latent sites "
+                f"{list(layout.latent)}; on its own it would leave the static site(s) "
+                f"{list(layout.static)} (before the loop) at their initial values. Pair it "
+                "with a kernel for them: method=ppl.mcmc.blocks({"
+                f"{_block(layout.latent)}: ppl.smc.ParticleGibbs(num_particles="
+                f"{self.num_particles}), {_block(layout.static)}: ppl.mcmc.NUTS()}}), "
+                "or use ppl.smc.PMMH() for all of them"
+            )
+        return super().run(model, **options)
 
     def check(self, density):
         layout = describe(density.model, self.proposal)
@@ -296,3 +317,8 @@ class ParticleGibbs(_ParticleMethod):
             return new, PMCMCInfo(moved, moved > 0, jnp.array(0), jnp.zeros(()))
 
         return plain_kernel(transition, density.potential)
+
+
+def _block(names):
+    """How a block of sites is written in `ppl.mcmc.blocks({...})`."""
+    return repr(names[0]) if len(names) == 1 else repr(tuple(names))

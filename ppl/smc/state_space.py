@@ -205,7 +205,7 @@ def _describe(bound_model, proposal):
         raise ModelError(f"{name}: the particle filter runs forward in time; reverse=True")
     length = _time_length(name, call.xs, call.length)
     x0 = jax.tree.map(lambda v: v[0], call.xs)
-    _, step_trace, _ = run_step(call.step, call.init, x0, key)
+    step_trace = _trace_step(name, call, x0, key)
     step_sites = {n: _kind(step_trace, n) for n in step_trace if step_trace[n]["type"] != "plate"}
     whole = bound_model.trace(seed=0)
     after = [
@@ -227,16 +227,69 @@ def _describe(bound_model, proposal):
         int(length),
     )
     if proposal is not None:
-        _check_proposal(name, proposal, call, x0, layout)
+        _check_proposal(name, proposal, call, x0, step_trace)
     return layout
 
 
-def _check_proposal(name, proposal, call, x0, layout):
+def _step_name(step):
+    return getattr(step, "__name__", type(step).__name__)
+
+
+def _trace_step(name, call, x0, key):
+    """The trace of the step function's first time step, after checking that it returns
+    (new carry, output) with a carry shaped like `init` (as `ppl.scan` needs)."""
+    result = {}
+
+    def run(carry, x):
+        result["out"] = call.step(carry, x)
+
+    with handlers.trace() as trace:
+        _Draw(run, key)(call.init, x0)
+    step, out = _step_name(call.step), result["out"]
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ModelError(
+            f"{name}: the ppl.scan step function '{step}' must return a pair (new carry, "
+            f"output), but it returned {_describe_value(out)}; e.g. `return x, None` "
+            "instead of `return x`"
+        )
+    before, after = _shapes(call.init), _shapes(out[0])
+    if before != after:
+        raise ModelError(
+            f"{name}: the ppl.scan step function '{step}' returns a carry shaped {after}, "
+            f"but the carry it was given (init) is shaped {before}; the carry must keep "
+            "its structure and shapes from step to step: give init the carry's shape "
+            "(e.g. jnp.zeros(shape)) or return a carry of init's shape"
+        )
+    return trace
+
+
+def _shapes(tree):
+    """A pytree's structure with each leaf replaced by its shape, for messages."""
+    return jax.tree.map(lambda v: tuple(np.shape(v)), tree)
+
+
+def _describe_value(value):
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    if hasattr(value, "shape"):
+        return f"one array of shape {tuple(value.shape)}"
+    return f"{value!r}"
+
+
+def _check_proposal(name, proposal, call, x0, step_trace):
     with handlers.trace() as guide:
         handlers.seed(proposal, jax.random.key(0))(call.init, x0)
     drawn = {n for n, s in guide.items() if s["type"] == "sample" and not s["is_observed"]}
-    if drawn != set(layout.latent):
+    latent = {n for n, s in step_trace.items() if s["type"] == "sample" and not s["is_observed"]}
+    if drawn != latent:
         raise ModelError(
             f"{name}: the proposal must sample exactly the step's latent sites "
-            f"{sorted(layout.latent)}; it samples {sorted(drawn)}"
+            f"{sorted(latent)}; it samples {sorted(drawn)}"
         )
+    for n in sorted(latent):
+        want, got = np.shape(step_trace[n]["value"]), np.shape(guide[n]["value"])
+        if want != got:
+            raise ModelError(
+                f"{name}: the proposal samples site '{n}' with shape {got}, but the model's "
+                f"step samples it with shape {want}; make the proposal's distribution match"
+            )

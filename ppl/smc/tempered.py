@@ -36,6 +36,10 @@ Python runs the loop over stages and a progress bar showing β, one small transf
 (the stage's diagnostics) per stage. Runs that reach β = 1 first keep moving their
 particles at β = 1 (which leaves them posterior draws) while the others finish; their
 evidence and stage count stay put.
+
+A particle whose log density is NaN gets zero weight, like one outside the support
+(-inf); unlike those, NaN particles are counted ("nan_log_density") and warned about,
+since the posterior then silently leaves out the region where the density is NaN.
 """
 
 import time
@@ -57,6 +61,7 @@ from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register, resolve
 from ppl.mcmc.combinators import Blocks, Cycle, Mixture, Repeat
+from ppl.mcmc.diagnostics import warn
 from ppl.mcmc.gradient import GradientMethod
 from ppl.mcmc.method import MCMCMethod, constrained_values
 from ppl.mcmc.rwmh import RWMH
@@ -245,7 +250,8 @@ def _without_step_search(method):
 
 class SMCState(NamedTuple):
     """One run: particles (as kernel states), their log likelihoods, the temperature,
-    the log evidence so far, the stage count and each adaptive part's step size."""
+    the log evidence so far, the stage count, each adaptive part's step size and the
+    number of particles found with a NaN log density so far (see `_usable`)."""
 
     kernel: Any
     log_lik: jax.Array
@@ -253,6 +259,7 @@ class SMCState(NamedTuple):
     log_evidence: jax.Array
     stage: jax.Array
     step_sizes: tuple
+    num_nan: jax.Array
 
 
 class StageInfo(NamedTuple):
@@ -266,9 +273,12 @@ class StageInfo(NamedTuple):
 
 
 def _usable(log_prior, log_lik):
-    """Log likelihoods with NaN, +inf, or a non-finite prior counted as -inf (zero weight)."""
+    """Log likelihoods with NaN, +inf, or a non-finite prior counted as -inf (zero weight),
+    and the number of particles whose log density is NaN (or +inf): a numerical fault to
+    report, where -inf (outside the support) is not."""
     ok = jnp.isfinite(log_prior) & ~jnp.isnan(log_lik) & (log_lik < jnp.inf)
-    return jnp.where(ok, log_lik, -jnp.inf)
+    outside = (log_prior == -jnp.inf) | (log_lik == -jnp.inf)
+    return jnp.where(ok, log_lik, -jnp.inf), jnp.sum(~ok & ~outside)
 
 
 def _strong(tree):
@@ -335,7 +345,8 @@ class _Program:
             own = jnp.median(_get(state, part.path).adapt.step_size)
             steps.append(jnp.asarray(d**-0.25 if part.gradient else own, z.dtype))
         zero = jnp.zeros((), z.dtype)
-        s = SMCState(state, _usable(log_prior, log_lik), zero, zero, jnp.array(0), tuple(steps))
+        log_lik, num_nan = _usable(log_prior, log_lik)
+        s = SMCState(state, log_lik, zero, zero, jnp.array(0), tuple(steps), num_nan)
         return _strong(s)
 
     def stage(self, logdensity, key, s):
@@ -405,10 +416,11 @@ class _Program:
         # which leaves them posterior draws: only its evidence and stage count stay put
         # (cheaper than a select over every particle's state).
         active = s.beta < 1
+        log_lik, num_nan = _usable(log_prior, log_lik)
         new = SMCState(
-            state, _usable(log_prior, log_lik), beta,
+            state, log_lik, beta,
             s.log_evidence + jnp.where(active, log_increment, 0.0),
-            s.stage + active, steps,
+            s.stage + active, steps, s.num_nan + jnp.where(active, num_nan, 0),
         )  # fmt: skip
         info = StageInfo(
             beta, ess, jnp.mean(infos.accept_prob), used,
@@ -528,7 +540,10 @@ class Tempered(Method):
     of the runs; NaN for one run), "log_evidence_per_run", "num_stages" per run, and
     per run and stage (NaN after a run reached β = 1) "beta", "ess" (of the
     incremental weights), "acceptance" and each adaptive kernel part's "step_size"
-    ("i.j.step_size" inside combinators); "grad_evals" per run, "wall_time".
+    ("i.j.step_size" inside combinators); "grad_evals" per run, "wall_time";
+    "nan_log_density" per run: particles found with a NaN log density (at the start
+    and after each stage's moves), given zero weight; "warnings": one line per problem
+    found (each also a `ppl.SamplingWarning`).
     """
 
     common_options = ("num_samples", "num_chains", "seed", "progress")
@@ -622,6 +637,10 @@ class Tempered(Method):
         log_z = np.asarray(state.log_evidence, dtype=np.float64)
         parts = _parts(self.kernel, ld)
         diagnostics = self._diagnostics(infos, parts, log_z, time.perf_counter() - t0)
+        diagnostics["nan_log_density"] = np.asarray(state.num_nan)
+        diagnostics["warnings"] = _nan_warnings(diagnostics["nan_log_density"])
+        for message in diagnostics["warnings"]:
+            warn(message)
         return Posterior(
             {k: np.asarray(v) for k, v in samples.items()},
             diagnostics,
@@ -674,3 +693,16 @@ def _check_degenerate(info, stage, previous):
             "(all are -inf or NaN). Check the model's likelihood (data outside a "
             "distribution's support, a factor of -inf or NaN) or the prior's support."
         )
+
+
+def _nan_warnings(num_nan):
+    """A line when some runs met particles with a NaN log density (given zero weight)."""
+    if not num_nan.any():
+        return []
+    return [
+        f"tempered SMC: {int(num_nan.sum())} particle(s) had a NaN log density (per run: "
+        f"{num_nan.tolist()}, diagnostics['nan_log_density']) and were given zero weight, "
+        "so the posterior and the evidence leave out the region where the model's density "
+        "is NaN (the posterior may look cut off there). Check the model for what gives NaN "
+        "there, e.g. a scale that can be 0 or negative, or log of a negative number"
+    ]

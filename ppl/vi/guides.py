@@ -17,6 +17,7 @@ sites by name, with parameters from `ppl.param`; `bind` binds it to the model's 
 >>> guide = ppl.vi.guides.Normal().bind(m)     # used by ppl.vi.SVI
 """
 
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -127,8 +128,9 @@ def emit_constrained(ld, u, jacobian=True):
 
 
 def _check_scale(guide, init_scale):
-    if not (isinstance(init_scale, numbers.Real) and init_scale > 0):
-        raise OptionError(f"{guide}: init_scale={init_scale!r} must be a positive number")
+    s = init_scale
+    if isinstance(s, bool) or not isinstance(s, numbers.Real) or not 0 < s < math.inf:
+        raise OptionError(f"{guide}: init_scale={s!r} must be a positive finite number")
 
 
 @dataclass(frozen=True)
@@ -371,19 +373,13 @@ def finalize(guide, model, params):
 
 # ----- flow guides (built on ppl.flows.FlowGuideBase) -------------------------------
 
+from ppl.flows.autoregressive import check_hidden as _hidden  # noqa: E402
 from ppl.flows.autoregressive import iaf, spline_autoregressive, spline_coupling  # noqa: E402
 from ppl.flows.bijector import Chain, Reverse  # noqa: E402
 from ppl.flows.bijector import check_positive_int as _check_int  # noqa: E402
 from ppl.flows.guide import FlowGuideBase  # noqa: E402
 from ppl.flows.planar import Planar as _PlanarLayer  # noqa: E402
 from ppl.flows.planar import Radial as _RadialLayer  # noqa: E402
-
-
-def _hidden(owner, hidden):
-    hidden = tuple(hidden)
-    for h in hidden:
-        _check_int(owner, "hidden sizes", h)
-    return hidden
 
 
 def _reversed_between(layers):
@@ -403,6 +399,7 @@ class _RepeatedLayer(FlowGuideBase):
 
     def __post_init__(self):
         _check_int(type(self).__name__, "K", self.K)
+        _check_scale(type(self).__name__, self.init_scale)
 
     @property
     def flow(self):
@@ -426,7 +423,8 @@ class Radial(_RepeatedLayer):
 @dataclass(frozen=True)
 class IAF(FlowGuideBase):
     """`num_flows` affine inverse autoregressive layers (MADE conditioners with hidden
-    sizes `hidden`, ELU), the order reversed between them, as numpyro's AutoIAFNormal."""
+    sizes `hidden`, a tuple: (8,) is one layer of 8 units; ELU), the order reversed
+    between them, as numpyro's AutoIAFNormal."""
 
     num_flows: int = 2
     hidden: tuple = (32, 32)
@@ -434,6 +432,7 @@ class IAF(FlowGuideBase):
 
     def __post_init__(self):
         _check_int("IAF", "num_flows", self.num_flows)
+        _check_scale("IAF", self.init_scale)
         object.__setattr__(self, "hidden", _hidden("IAF", self.hidden))
 
     @property
@@ -457,6 +456,7 @@ class NeuralSpline(FlowGuideBase):
 
     def __post_init__(self):
         _check_int("NeuralSpline", "num_flows", self.num_flows)
+        _check_scale("NeuralSpline", self.init_scale)
         object.__setattr__(self, "hidden", _hidden("NeuralSpline", self.hidden))
 
     @property

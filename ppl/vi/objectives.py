@@ -1,7 +1,8 @@
 """The standard objectives, each written as a program with the `ppl.vi` operations
 (nothing here is special-cased: a user's own objective is built the same way).
 
-Every one takes `num_particles` (K) and a `baseline` for score-function sites.
+Every one takes `num_particles` (K) and a `baseline` for score-function sites; options
+are checked when the objective is made (e.g. `ELBO(num_particle=4)` is an OptionError).
 
 Hierarchical objectives (HVI, IWHVI, DIWHVI) need a guide with an auxiliary variable:
 the guide samples the site named by `aux` (default "psi") besides the model's latent
@@ -15,11 +16,14 @@ guide draw's other values (name -> value); it samples the site `aux`:
 >>> objective = ppl.vi.IWHVI(reverse=reverse, num_inner=8)
 """
 
+import math
+import numbers
+
 import jax
 import jax.numpy as jnp
 
 from ppl.errors import ModelError, OptionError
-from ppl.vi.program import draw, logmeanexp, mean, objective, particles, score
+from ppl.vi.program import check_count, draw, logmeanexp, mean, objective, particles, score
 
 __all__ = ["ELBO", "IWAE", "Renyi", "VIMCO", "RWS", "WakeP", "WakeQ", "HVI", "IWHVI", "DIWHVI"]
 
@@ -37,15 +41,18 @@ def _with_gradient_of(value, surrogate):
     return sg(value) + surrogate - sg(surrogate)
 
 
-@objective(bound=True)
+def _check_path_gradient(options):
+    if not isinstance(options["path_gradient"], bool):
+        raise OptionError(f"ELBO: path_gradient={options['path_gradient']!r} must be True or False")
+
+
+@objective(bound=True, check=_check_path_gradient)
 def ELBO(model, guide, num_particles=1, path_gradient=False):
     """Evidence lower bound E_q[log p(x, z) - log q(z)], averaged over K draws.
 
     path_gradient=True: the path-gradient (sticking-the-landing) estimator, log q of
     the reparameterised guide sites taken with the guide's parameters held fixed: the
     same expectation, and zero variance where q equals the posterior (see `draw`)."""
-    if not isinstance(path_gradient, bool):
-        raise OptionError(f"ELBO: path_gradient={path_gradient!r} must be True or False")
     one = lambda: _log_weight(model, guide, path_gradient)  # noqa: E731
     return mean(particles(one, num_particles))
 
@@ -65,7 +72,13 @@ def VIMCO(model, guide, num_particles=5):
     return logmeanexp(particles(lambda: _log_weight(model, guide), num_particles))
 
 
-@objective(bound=lambda options: options.get("alpha", 0.0) >= 0)
+def _check_alpha(options):
+    alpha = options["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not math.isfinite(alpha):
+        raise OptionError(f"Renyi: alpha={alpha!r} must be a finite number (alpha=0 is IWAE)")
+
+
+@objective(bound=lambda options: options["alpha"] >= 0, check=_check_alpha)
 def Renyi(model, guide, alpha=0.0, num_particles=2):
     """Variational Rényi bound L_α = 1/(1-α) log E_q[(p(x, z)/q(z))^(1-α)] (Li & Turner
     2016), estimated with K draws as 1/(1-α) log (1/K) Σ_k w_k^(1-α).
@@ -73,8 +86,6 @@ def Renyi(model, guide, alpha=0.0, num_particles=2):
     α = 0 is IWAE, α -> 1 the ELBO (α = 1 is computed as the ELBO). For every draw the
     estimate is non-increasing in α (a power mean of the weights), and for α >= 0 its
     expectation is a lower bound on log p(x)."""
-    if not isinstance(alpha, (int, float)):
-        raise OptionError(f"Renyi: alpha={alpha!r} must be a number (alpha=0 is IWAE)")
     log_w = particles(lambda: _log_weight(model, guide), num_particles)
     if alpha == 1:
         return mean(log_w)
@@ -127,12 +138,29 @@ def WakeQ(model, guide, num_particles=5):
 # ----- hierarchical VI with an auxiliary guide variable ------------------------------
 
 
-def _split(name, d, aux, reverse):
-    if reverse is None:
-        raise OptionError(
-            f"{name}: give reverse=<a DSL function reverse(z) that samples '{aux}'>, the "
-            f"reverse model r({aux} | z) of the guide's auxiliary variable"
-        )
+def _hierarchical_check(name):
+    """The options check of hierarchical objective `name`."""
+
+    def check(options):
+        aux, reverse = options["aux"], options["reverse"]
+        if not isinstance(aux, str):
+            raise OptionError(f"{name}: aux={aux!r} must be the name of the guide's auxiliary site")
+        if not callable(reverse):
+            raise OptionError(
+                f"{name}: give reverse=<a DSL function reverse(z) that samples '{aux}'>, the "
+                f"reverse model r({aux} | z) of the guide's auxiliary variable (got {reverse!r})"
+            )
+        if "num_inner" in options:
+            check_count(name, "num_inner", options["num_inner"], 0)
+
+    return check
+
+
+def _aux(options):
+    return (options["aux"],)
+
+
+def _split(name, d, aux):
     if aux not in d.values:
         raise ModelError(
             f"{name}: the guide has no site '{aux}' (it has {sorted(d.values)}); a "
@@ -160,11 +188,11 @@ def _log_q_upper(guide, reverse, aux, d, z, psi, num_inner):
 
 def _hierarchical_log_weight(name, model, guide, reverse, aux, num_inner):
     d = draw(guide)
-    z, psi = _split(name, d, aux, reverse)
+    z, psi = _split(name, d, aux)
     return score(model, z) - _log_q_upper(guide, reverse, aux, d, z, psi, num_inner)
 
 
-@objective(bound=True)
+@objective(bound=True, check=_hierarchical_check("HVI"), auxiliary=_aux)
 def HVI(model, guide, reverse=None, aux="psi", num_particles=1):
     """Hierarchical VI bound E_q[log p(x, z) + log r(psi | z) - log q(z, psi)] (Ranganath
     et al. 2016): the guide samples (psi, z); `reverse(z)` is r(psi | z) (module doc)."""
@@ -172,7 +200,7 @@ def HVI(model, guide, reverse=None, aux="psi", num_particles=1):
     return mean(particles(one, num_particles))
 
 
-@objective(bound=True)
+@objective(bound=True, check=_hierarchical_check("IWHVI"), auxiliary=_aux)
 def IWHVI(model, guide, reverse=None, aux="psi", num_particles=1, num_inner=5):
     """Importance-weighted hierarchical VI (Sobolev & Vetrov 2019): HVI with log q(z)
     replaced by log 1/(K+1) Σ_{k=0..K} q(z, psi_k) / r(psi_k | z), psi_0 from the guide,
@@ -184,7 +212,7 @@ def IWHVI(model, guide, reverse=None, aux="psi", num_particles=1, num_inner=5):
     return mean(particles(one, num_particles))
 
 
-@objective(bound=True)
+@objective(bound=True, check=_hierarchical_check("DIWHVI"), auxiliary=_aux)
 def DIWHVI(model, guide, reverse=None, aux="psi", num_particles=5, num_inner=5):
     """Doubly importance-weighted hierarchical VI (Sobolev & Vetrov 2019): the IWAE bound
     over K outer draws z_m with IWHVI's estimate of log q(z_m):

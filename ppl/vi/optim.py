@@ -8,12 +8,17 @@ parameters, measured in benchmarks/flows_vs_numpyro.py). Same algorithm and stat
 (`optax.ScaleByAdamState`); the values agree with optax's to float rounding.
 """
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from ppl.errors import OptionError
 
 __all__ = ["adam"]
 
@@ -26,6 +31,9 @@ class Adam:
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
+
+    def __post_init__(self):
+        _check_learning_rate(self.learning_rate)
 
     def init(self, params):
         zeros = jax.tree.map(jnp.zeros_like, params)
@@ -46,6 +54,20 @@ class Adam:
             lambda m, v: step * m / (jnp.sqrt(inv_correction * v) + self.eps), mu, nu
         )
         return steps, optax.ScaleByAdamState(count, mu, nu)
+
+
+def _check_learning_rate(lr):
+    """OptionError unless `lr` is a positive finite number (a scalar array included) or
+    an optax schedule (a function of the step count)."""
+    if callable(lr) or isinstance(lr, jax.core.Tracer):
+        return
+    number = isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+    scalar = isinstance(lr, (np.ndarray, jax.Array)) and lr.ndim == 0 and lr.dtype.kind in "iuf"
+    if not ((number or scalar) and 0 < float(lr) < math.inf):
+        raise OptionError(
+            f"adam: learning_rate={lr!r} must be a positive number or an optax schedule "
+            "(e.g. optax.exponential_decay(1e-2, 1000, 0.5))"
+        )
 
 
 def adam(learning_rate, b1=0.9, b2=0.999, eps=1e-8):

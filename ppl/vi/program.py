@@ -22,9 +22,15 @@ estimator=...)`, or a mapping given to the SVI method):
   particle k's value replaced by the mean of the others': for IWAE this is VIMCO);
 - "enum": the exact expectation over the site's finite support (jointly over the
   particles, up to `MAX_ENUMERATION` assignments);
-- "mvd": measure-valued derivatives (Bernoulli, Categorical, Normal): for each element
-  of the site, the objective is evaluated again at the positive and negative parts
-  of the weak derivative of its distribution.
+- "mvd": measure-valued derivatives (Bernoulli, Categorical, Normal, also under
+  `to_event` / `expand` / `mask`, not transformed ones such as LogNormal): for each
+  element of the site, the objective is evaluated again at the positive and negative
+  parts of the weak derivative of its distribution.
+
+The estimators mapping must name sites the objective draws (checked by `surrogate`).
+The guide must sample exactly the model's latent sites, none observed (checked by
+`init_params`); an objective may leave an auxiliary guide site out of the values it
+scores the model at, as HVI does with `aux`.
 
 Every estimator is exact in expectation for any objective of the particle values,
 because baselines, enumeration and measure-valued terms all re-evaluate the objective
@@ -32,6 +38,8 @@ itself as a function of the particle values (`F_of`).
 """
 
 import functools
+import inspect
+import numbers
 import zlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -44,7 +52,11 @@ from numpyro.distributions import (
     BernoulliProbs,
     CategoricalLogits,
     CategoricalProbs,
+    ExpandedDistribution,
+    Independent,
+    MaskedDistribution,
     Normal,
+    Unit,
 )
 from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
@@ -52,6 +64,7 @@ from numpyro.primitives import Messenger
 from ppl.core import draws, handlers
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import ModelError, OptionError
+from ppl.infer.registry import did_you_mean
 
 __all__ = [
     "objective", "Objective", "Draw", "particles", "draw", "score", "mean", "logmeanexp",
@@ -106,12 +119,15 @@ class _Particle:
 
 
 class _Run:
-    def __init__(self, key, params, estimators, mode, injected=None):
+    def __init__(self, key, params, estimators, mode, injected=None, model=None, guide=None):
         self.key = key
         self.params = params
         self.estimators = estimators or {}
         self.mode = mode  # "init" | "discover" | "run" | "replay"
         self.injected = injected
+        self.model, self.guide = model, guide  # the objective's programs (for checks)
+        self.sampled = set()  # latent sites sampled by any draw (guide, reverse model...)
+        self.guide_sites = {}  # name -> "sample" | "deterministic", of the guide's draws
         self.params_found = {}
         self.sets = []  # per top-level particles() call: its records
         self.particles = []
@@ -204,7 +220,67 @@ def _estimator(run, msg):
             f"finite support; {type(fn).__name__} has none. Estimators that work for it: "
             + ", ".join(repr(e) for e in _working_estimators(fn))
         )
+    if chosen == "mvd" and not isinstance(_base(fn), _MVD_TYPES):
+        raise OptionError(
+            f"site '{msg['name']}': estimator='mvd' supports Bernoulli, Categorical and "
+            f"Normal sites (not transformed ones); got {type(_base(fn)).__name__}. "
+            "Estimators that work for it: " + ", ".join(repr(e) for e in _working_estimators(fn))
+        )
     return chosen
+
+
+def _check_estimators(run):
+    """OptionError for an estimators entry naming no site the objective drew."""
+    unknown = sorted(set(run.estimators) - run.sampled)
+    if not unknown:
+        return
+    computed = sorted(n for n, kind in run.guide_sites.items() if kind == "deterministic")
+    name = unknown[0]
+    drawn = sorted(run.sampled)
+    if name in computed:
+        message = f"estimators: the guide does not sample {name!r}, it computes it from {drawn}"
+    else:
+        hint = did_you_mean(name, [*drawn, *computed])
+        message = f"estimators: {name!r} is not a site the objective draws{hint}; it draws {drawn}"
+    if computed:
+        message += (
+            f" (and computes {computed} from them): an automatic guide (ppl.vi.guides.Normal(), "
+            "...) reparameterises all sites; per-site estimators apply to the sites a DSL "
+            "guide samples"
+        )
+    raise OptionError(message)
+
+
+def _check_guide_draw(trace):
+    """ModelError for an observed site in the guide (factors aside): log q would count
+    its likelihood."""
+    observed = [
+        n for n, s in trace.items()
+        if s["type"] == "sample" and s["is_observed"] and not isinstance(s["fn"], Unit)
+    ]  # fmt: skip
+    if observed:
+        raise ModelError(
+            f"the guide observes site(s) {observed} (obs=...): a guide samples the model's "
+            "latent sites only; drop obs= (and the site) from the guide"
+        )
+
+
+def _check_guide_sites(run, trace, values):
+    """ModelError when the model is scored at values of sites that the guide sampled but
+    the model has no latent site of (their log q would still count). Exempt: a guide
+    that maps its own draw onto the model's sites as deterministic sites (the automatic
+    guides' '_auto_u'), and auxiliary sites an objective leaves out of `values` (HVI)."""
+    latent = [n for n, s in trace.items() if s["type"] == "sample" and not s["is_observed"]]
+    if any(run.guide_sites.get(n) == "deterministic" for n in latent):
+        return
+    extra = sorted(n for n in values if run.guide_sites.get(n) == "sample" and n not in latent)
+    if extra:
+        raise ModelError(
+            f"the guide samples {extra}, which are not latent sites of the model (its latent "
+            f"sites are {sorted(latent)}); a guide samples exactly the model's latent sites: "
+            "rename or drop them (an auxiliary guide variable needs an objective that "
+            "uses it, e.g. ppl.vi.HVI(reverse=..., aux=...))"
+        )
 
 
 class _Sample(Messenger):
@@ -336,6 +412,11 @@ def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
         n: s["value"] for n, s in trace.items()
         if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
     }  # fmt: skip
+    run.sampled.update(sampler.kinds)
+    if program is run.guide:
+        run.guide_sites.update({n: trace[n]["type"] for n in values})
+        if run.mode == "init":
+            _check_guide_draw(trace)
     path_sites = ()
     if path_gradient and gradient:
         path_sites = {n for n, kind in sampler.kinds.items() if kind == "reparam"}
@@ -365,6 +446,8 @@ def score(program, values, *args, **kwargs):
     fn = _RequireValues(handlers.substitute(program, data=values), values)
     with handlers.trace() as trace:
         _handled(fn, run, particle.next_key())(*args, **kwargs)
+    if program is run.model and run.mode == "init":
+        _check_guide_sites(run, trace, values)
     return _log_density(trace)
 
 
@@ -417,6 +500,7 @@ def particles(fn, num_particles):
     Inside another particle function the particles are nested (e.g. inner importance
     samples per outer draw); their score-function terms belong to the enclosing
     particle, and "enum" / "mvd" sites are not allowed in them."""
+    check_count("ppl.vi.particles", "num_particles", num_particles, 1)
     run = _run()
     salt = ""
     if run.particles:
@@ -521,7 +605,9 @@ def _assignments(enum_sites, num_particles):
 
 
 def _base(fn):
-    while hasattr(fn, "base_dist"):
+    """`fn` without the wrappers that keep its values (to_event, expand, mask); a
+    transformed distribution (LogNormal, ...) stays as it is."""
+    while isinstance(fn, (Independent, ExpandedDistribution, MaskedDistribution)):
         fn = fn.base_dist
     return fn
 
@@ -543,21 +629,18 @@ def _mvd_parts(fn, value, key):
             (probs[..., j], 1.0, [(1.0, jnp.full(shape, j, value.dtype))])
             for j in range(probs.shape[-1])
         ]
-    if isinstance(base, Normal):
-        loc, scale = b(base.loc), b(base.scale)
-        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-        rayleigh = lambda k: jnp.sqrt(-2 * jnp.log(jax.random.uniform(k, shape)))  # noqa: E731
-        maxwell = jnp.linalg.norm(jax.random.normal(k3, shape + (3,)), axis=-1)
-        sign = jnp.where(jax.random.bernoulli(k4, 0.5, shape), 1.0, -1.0)
-        return [
-            (loc, 1 / (scale * jnp.sqrt(2 * jnp.pi)),
-             [(1.0, loc + scale * rayleigh(k1)), (-1.0, loc - scale * rayleigh(k2))]),
-            (scale, 1 / scale,
-             [(1.0, loc + scale * sign * maxwell), (-1.0, loc + scale * jax.random.normal(k5, shape))]),
-        ]  # fmt: skip
-    raise OptionError(
-        f"estimator='mvd' supports Bernoulli, Categorical and Normal sites; got {type(base).__name__}"
-    )
+    # Normal (`_estimator` admits only _MVD_TYPES)
+    loc, scale = b(base.loc), b(base.scale)
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    rayleigh = lambda k: jnp.sqrt(-2 * jnp.log(jax.random.uniform(k, shape)))  # noqa: E731
+    maxwell = jnp.linalg.norm(jax.random.normal(k3, shape + (3,)), axis=-1)
+    sign = jnp.where(jax.random.bernoulli(k4, 0.5, shape), 1.0, -1.0)
+    return [
+        (loc, 1 / (scale * jnp.sqrt(2 * jnp.pi)),
+         [(1.0, loc + scale * rayleigh(k1)), (-1.0, loc - scale * rayleigh(k2))]),
+        (scale, 1 / scale,
+         [(1.0, loc + scale * sign * maxwell), (-1.0, loc + scale * jax.random.normal(k5, shape))]),
+    ]  # fmt: skip
 
 
 def _mvd_surrogate(run, record, f_of, injected, index):
@@ -615,7 +698,7 @@ def init_params(objective, key, model, guide):
     the few ops once is much faster than dispatching them one by one)."""
 
     def found(key):
-        run = _Run(key, {}, {}, "init")
+        run = _Run(key, {}, {}, "init", model=model, guide=guide)
         _STACK.append(run)
         try:
             objective.program(model, guide, **dict(objective.options))
@@ -640,6 +723,7 @@ class Objective:
     options: tuple = ()
     baseline: str = "auto"
     is_bound: bool = False
+    auxiliary: tuple = ()  # guide sites the objective does not score the model at
 
     @property
     def name(self):
@@ -648,12 +732,14 @@ class Objective:
     def surrogate(self, key, params, model, guide, baseline_state, estimators=None):
         """(value of the objective, surrogate whose gradient estimates its gradient, new
         moving-average baseline)."""
-        run = _Run(key, params, dict(estimators or {}), "run")
+        run = _Run(key, params, dict(estimators or {}), "run", model=model, guide=guide)
         _STACK.append(run)
         try:
-            return self._surrogate(run, model, guide, baseline_state)
+            out = self._surrogate(run, model, guide, baseline_state)
         finally:
             _STACK.pop()
+        _check_estimators(run)
+        return out
 
     def _surrogate(self, run, model, guide, baseline_state):
         options = dict(self.options)
@@ -735,14 +821,21 @@ class Objective:
         return jax.lax.stop_gradient(jax.vmap(loo)(jnp.arange(record.k)))
 
 
-def objective(fn=None, *, bound=False, baseline="auto"):
+def objective(fn=None, *, bound=False, baseline="auto", check=None, auxiliary=None):
     """Mark `fn(model, guide, **options) -> scalar` as an objective to maximise.
 
     Returns a factory: `fn_factory(baseline=<default>, **options) -> Objective`, where the
     default baseline is `baseline` ("auto": leave-one-out with K > 1 particles, else a
     moving average). `bound=True` says the value is a lower bound on log p(x) (so the
     SVI method reports it as the log evidence); `bound` may also be a function of the
-    options, e.g. `lambda o: o.get("alpha", 0) >= 0`.
+    options (a dict, `fn`'s defaults filled in), e.g. `lambda o: o["alpha"] >= 0`.
+
+    The factory refuses an option `fn` does not take (unless it takes **options), one
+    without a default that is not given, and a `num_particles` that is not an integer
+    >= 1; `check(options)` (same dict as `bound`'s) may raise an OptionError for others.
+    `auxiliary(options)` names the guide's auxiliary sites, which the objective leaves out
+    of the values it scores the model at (HVI's `aux`): the guide's density of the
+    model's sites alone has no closed form.
 
     >>> @ppl.vi.objective(bound=True)
     ... def elbo(model, guide, num_particles=1):
@@ -752,18 +845,54 @@ def objective(fn=None, *, bound=False, baseline="auto"):
     ...     return ppl.vi.mean(ppl.vi.particles(one, num_particles))
     """
     if fn is None:
-        return functools.partial(objective, bound=bound, baseline=baseline)
+        return functools.partial(
+            objective, bound=bound, baseline=baseline, check=check, auxiliary=auxiliary
+        )
     _check_baseline(fn.__name__, baseline)
     default = baseline
 
     @functools.wraps(fn)
     def factory(*, baseline=default, **options):
         _check_baseline(fn.__name__, baseline)
-        is_bound = bool(bound(options)) if callable(bound) else bool(bound)
-        return Objective(fn, tuple(sorted(options.items())), baseline, is_bound)
+        full = _with_defaults(fn, options)
+        if check is not None:
+            check(full)
+        is_bound = bool(bound(full)) if callable(bound) else bool(bound)
+        aux = tuple(auxiliary(full)) if auxiliary is not None else ()
+        return Objective(fn, tuple(sorted(options.items())), baseline, is_bound, aux)
 
     factory.program = fn
+    fn.__qualname__ = f"{factory.__qualname__}.program"  # pickle finds fn through the factory
     return factory
+
+
+def _with_defaults(fn, options):
+    """The options of objective `fn(model, guide, ...)` with its defaults filled in;
+    OptionError for an unknown or missing option or a bad `num_particles`."""
+    name = fn.__name__
+    params = list(inspect.signature(fn).parameters.values())[2:]
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if not any(p.kind == p.VAR_KEYWORD for p in params):
+        for option in options:
+            if option not in names:
+                raise OptionError(
+                    f"{name}: unknown option '{option}'{did_you_mean(option, names)}; "
+                    f"options are {', '.join([*names, 'baseline'])}"
+                )
+    full = {p.name: p.default for p in params if p.name in names and p.default is not p.empty}
+    full.update(options)
+    for option in names:
+        if option not in full:
+            raise OptionError(f"{name}: option '{option}' has no default: give {option}=...")
+    if "num_particles" in full:
+        check_count(name, "num_particles", full["num_particles"], 1)
+    return full
+
+
+def check_count(owner, name, value, minimum):
+    """OptionError unless `value` is an integer (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptionError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
 
 
 def _check_baseline(name, baseline):

@@ -441,6 +441,13 @@ class SVI(Method):
 
     def _no_evidence(self, ld):
         """Why `post.log_evidence` is not computed (None when it is)."""
+        if self.objective.auxiliary:
+            return (
+                f"not computed: the guide samples auxiliary site(s) "
+                f"{list(self.objective.auxiliary)}, so its draws have no density q(z) to "
+                "weigh them by; the objective's value (-diagnostics['final_loss']) is a lower "
+                "bound on log p(x)"
+            )
         if isinstance(self.guide, guides.Delta):
             return (
                 "not computed: a Delta guide is a point mass, with no density to weigh "
