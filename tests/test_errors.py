@@ -458,3 +458,24 @@ def test_traced_parameters_cost_no_eager_compilations():
     with pytest.raises(ValueError, match="got invalid scale_tril"):  # concrete, eager: checked
         with ppl.handlers.seed(rng_seed=0):
             gaussian(-jnp.eye(7))()
+
+
+def test_scan_step_that_returns_no_pair_or_changes_its_carry():
+    def no_pair(x, y):
+        x = ppl.sample("x", dist.Normal(0.9 * x, 1.0))
+        ppl.sample("y", dist.Normal(x, 0.5), obs=y)
+        return x
+
+    def growing(x, y):
+        x = ppl.sample("x", dist.Normal(0.9 * x, 1.0).expand([2]).to_event(1))
+        ppl.sample("y", dist.Normal(x.sum(), 0.5), obs=y)
+        return x, None
+
+    @ppl.model
+    def walk(step, ys):
+        ppl.scan(step, 0.0, ys)
+
+    with raises(ModelError, r"step function 'no_pair' must return a pair .*`return x, None`"):
+        ppl.infer(walk(no_pair, Y))
+    with raises(ModelError, r"'growing' returns a carry shaped \(2,\), but .* shaped \(\)"):
+        ppl.infer(walk(growing, Y))

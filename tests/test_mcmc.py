@@ -446,3 +446,14 @@ def test_missing_data_by_obs_mask_is_imputed_and_the_rest_exact():
     assert_gaussian_moments(post.samples["mu"], mean, var)
     assert_gaussian_moments(post.samples["y"][..., 2], mean, var + 1.0)
     np.testing.assert_array_equal(post.samples["y"][..., [0, 1, 3]][0, 0], [1.0, 2.0, 3.0])
+
+
+def test_non_finite_deterministic_values_are_warned_about():
+    @ppl.model
+    def logged():
+        x = ppl.sample("x", dist.Normal(0.0, 1.0))
+        ppl.deterministic("log_x", jnp.log(x))  # NaN for the negative half of the draws
+
+    with pytest.warns(ppl.errors.SamplingWarning, match=r"deterministic site\(s\) .*'log_x'"):
+        ppl.infer(logged(), "rwmh", num_samples=50, num_warmup=50, num_chains=1,
+                  progress=False, convergence_checks=False)  # fmt: skip

@@ -373,3 +373,10 @@ def test_to_arviz(regression_nuts):
     for label in ours:
         np.testing.assert_allclose(ours[label]["ess_bulk"], ref.loc[label, "ess_bulk"], rtol=RTOL)
     assert np.all(np.isfinite(az.bfmi(idata)))
+
+
+def test_a_component_with_nan_draws_has_nan_statistics():
+    x = np.random.default_rng(0).normal(size=(2, 100))
+    x[0, 5] = np.nan
+    row = summary.summarize({"d": x})["d"]
+    assert all(np.isnan(row[c]) for c in COLUMNS)  # not finite low quantiles beside NaN

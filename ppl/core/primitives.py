@@ -4,11 +4,14 @@ Every primitive goes through NumPyro's handler stack, so a model written with
 `ppl.sample` and one written with `numpyro.sample` are interchangeable.
 """
 
+import functools
 import numbers
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
-from numpyro.contrib.control_flow import scan
+from numpyro.contrib import control_flow
 from numpyro.primitives import _PYRO_STACK
 
 from ppl.errors import ModelError, OptionError, PPLError
@@ -21,6 +24,62 @@ ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 param = numpyro.param
 deterministic = numpyro.deterministic
 factor = numpyro.factor
+
+
+def scan(f, init, xs, length=None, reverse=False, history=1):
+    """NumPyro's `scan` (a time loop whose steps may sample), with `f`'s output checked:
+    `f(carry, x)` must return (new carry, output), the carry keeping its structure and
+    shapes (else a ModelError naming `f`, not JAX's error about scan types).
+
+    >>> def step(x, y):
+    ...     x = ppl.sample("x", dist.Normal(0.9 * x, 1.0))
+    ...     ppl.sample("y", dist.Normal(x, 0.5), obs=y)
+    ...     return x, None
+    >>> ppl.scan(step, 0.0, ys)
+    """
+
+    @functools.wraps(f)
+    def checked(carry, x):
+        out = f(carry, x)
+        check_scan_step(None, f, carry, out)
+        return out
+
+    return control_flow.scan(checked, init, xs, length=length, reverse=reverse, history=history)
+
+
+def check_scan_step(where, step, carry, out):
+    """ModelError unless `out`, what `step(carry, x)` returned, is (new carry, output) with
+    a carry of `carry`'s structure and shapes; `where` (e.g. the model's name) starts the
+    message."""
+    name = getattr(step, "__name__", type(step).__name__)
+    where = f"{where}: the" if where else "The"
+    if not (isinstance(out, (tuple, list)) and len(out) == 2):
+        raise ModelError(
+            f"{where} ppl.scan step function '{name}' must return a pair (new carry, "
+            f"output), but it returned {_describe(out)}; e.g. `return x, None` instead of "
+            "`return x`"
+        )
+    before, after = _shapes(carry), _shapes(out[0])
+    if before != after:
+        raise ModelError(
+            f"{where} ppl.scan step function '{name}' returns a carry shaped {after}, "
+            f"but the carry it was given (init) is shaped {before}; the carry must keep its "
+            "structure and shapes from step to step: give init the carry's shape (e.g. "
+            "jnp.zeros(shape)) or return a carry of init's shape"
+        )
+
+
+def _shapes(tree):
+    """A pytree's structure with each leaf replaced by its shape, for messages."""
+    return jax.tree.map(lambda v: tuple(np.shape(v)), tree)
+
+
+def _describe(value):
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    if hasattr(value, "shape"):
+        return f"one array of shape {tuple(value.shape)}"
+    return f"{value!r}"
 
 
 def _enclosing_plates():

@@ -34,6 +34,7 @@ from ppl.gp.init import coreset_init
 from ppl.gp.likelihoods import expected_log_lik
 from ppl.gp.linalg import cholesky, tri_inv
 from ppl.gp.model import GP
+from ppl.infer.registry import register
 
 __all__ = ["CoresetVI", "coreset_kl", "coreset_marginals", "coreset_elbo"]
 
@@ -94,6 +95,7 @@ def coreset_elbo(kernel, X_M, Y_M, beta, noise_var, X, y, mean_fn=None, *, scale
     return scale * jnp.sum(ell) - _kl_from(p)
 
 
+@register("coreset_vi")
 @dataclass(frozen=True, kw_only=True)
 class CoresetVI(GPMethod):
     """Coreset-based tempered variational GP inference (CVTGP).
@@ -113,8 +115,6 @@ class CoresetVI(GPMethod):
     num_points: int = 100
     num_mc: int = 8
     init_subsample: int = 10_000
-
-    name = "coreset_vi"
 
     def check(self, data):
         check_size(self, "num_points", data)

@@ -18,6 +18,7 @@ from ppl.gp.fit import GPMethod
 from ppl.gp.kernels import _as_2d
 from ppl.gp.linalg import chol_solve, cholesky, tri_inv, tri_solve
 from ppl.gp.model import GP
+from ppl.infer.registry import register
 
 __all__ = ["log_marginal_likelihood", "predict", "Exact"]
 
@@ -76,6 +77,7 @@ def predict(kernel, X, y, noise, X_new, mean_fn=None):
     return mean, jnp.maximum(var, 0.0)
 
 
+@register("gp_exact")
 @dataclass(frozen=True, kw_only=True)
 class Exact(GPMethod):
     """Exact GP regression: hyperparameters by maximising the log marginal likelihood
@@ -85,7 +87,6 @@ class Exact(GPMethod):
 
     num_steps: int = 500
 
-    name = "gp_exact"
     full_batch = True
 
     def check(self, data):

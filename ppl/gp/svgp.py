@@ -16,6 +16,7 @@ from ppl.gp.init import coreset_init
 from ppl.gp.likelihoods import expected_log_lik
 from ppl.gp.linalg import cholesky, tri_inv
 from ppl.gp.model import GP
+from ppl.infer.registry import register
 
 __all__ = ["SVGP", "whitened_kl"]
 
@@ -27,6 +28,7 @@ def whitened_kl(mu, S):
     return 0.5 * (jnp.sum(S * S) + mu @ mu - M - logdet)
 
 
+@register("svgp")
 @dataclass(frozen=True, kw_only=True)
 class SVGP(GPMethod):
     """Sparse variational GP with M whitened inducing points, trained on minibatches.
@@ -39,8 +41,6 @@ class SVGP(GPMethod):
     num_inducing: int = 100
     num_mc: int = 8
     init_subsample: int = 10_000
-
-    name = "svgp"
 
     def check(self, data):
         check_size(self, "num_inducing", data)

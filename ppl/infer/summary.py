@@ -412,6 +412,7 @@ def summarize(samples):
         rhat, bulk, tail = rank_diagnostics(components)
         flat = components.reshape(len(components), -1)  # (K, chains * draws)
         q = _quantiles(components, QUANTILES)
+        q[:, np.isnan(flat).any(axis=1)] = np.nan  # (NaN sorts last: low quantiles looked fine)
         mean = flat.mean(axis=1)
         sd = flat.std(axis=1, ddof=1) if flat.shape[1] > 1 else np.full(len(flat), np.nan)
         columns = (mean, sd, *q, bulk, tail, rhat)  # in the order of COLUMNS

@@ -149,7 +149,10 @@ class MCMCMethod(Method):
         stats = {"lp": lp, **flat_stats(stats)}
         # R-hat/ESS checks: latent sites only
         latent = {k: samples[k] for k in ld.sites} if convergence_checks else None
-        diagnostics = self._diagnostics(state, stats, timings, time.perf_counter() - t0, latent)
+        determ = {k: samples[k] for k in ld.deterministic if k in samples}
+        diagnostics = self._diagnostics(
+            state, stats, timings, time.perf_counter() - t0, latent, determ
+        )
         return Posterior(
             {k: np.asarray(v) for k, v in samples.items()},
             diagnostics,
@@ -159,10 +162,11 @@ class MCMCMethod(Method):
             latent_sites=tuple(ld.sites),
         )
 
-    def _diagnostics(self, state, stats, timings, total_time, samples=None):
+    def _diagnostics(self, state, stats, timings, total_time, samples=None, determ=None):
         """Run statistics plus the checks of `ppl.mcmc.diagnostics` (divergences, E-BFMI,
-        tree depth, and R-hat/ESS of `samples`, the latent sites, when given): each
-        problem found is a line of diag["warnings"] and a warning at the user's call."""
+        tree depth, and R-hat/ESS of `samples`, the latent sites, when given; non-finite
+        values of the deterministic sites `determ`): each problem found is a line of
+        diag["warnings"] and a warning at the user's call."""
         diag = {
             "accept_rate": stats["accept_prob"].mean(axis=1),
             **_step_sizes(state.adapt),
@@ -172,6 +176,13 @@ class MCMCMethod(Method):
             "sampling_time": timings.get("sample", 0.0),
         }
         diag.update(check_run(self, stats, samples))
+        bad = {k: int(np.size(v) - np.isfinite(v).sum()) for k, v in (determ or {}).items()}
+        bad = {k: n for k, n in bad.items() if n}
+        if bad:
+            diag["warnings"].append(
+                f"{self.label}: deterministic site(s) have non-finite values ({bad}): the "
+                "expression is undefined at some draws (e.g. log of a negative value)"
+            )
         for message in diag["warnings"]:
             warn(message)
         return diag

@@ -20,6 +20,7 @@ from numpyro.primitives import Messenger
 
 from ppl.core import draws, handlers
 from ppl.core.model import abstract_call
+from ppl.core.primitives import check_scan_step
 from ppl.errors import DataError, ModelError
 
 __all__ = ["Layout", "describe", "prefix", "run_step", "trace_log_prob"]
@@ -231,49 +232,19 @@ def _describe(bound_model, proposal):
     return layout
 
 
-def _step_name(step):
-    return getattr(step, "__name__", type(step).__name__)
-
-
 def _trace_step(name, call, x0, key):
     """The trace of the step function's first time step, after checking that it returns
     (new carry, output) with a carry shaped like `init` (as `ppl.scan` needs)."""
     result = {}
 
     def run(carry, x):
-        result["out"] = call.step(carry, x)
+        step = getattr(call.step, "__wrapped__", call.step)  # (not ppl.scan's own check)
+        result["out"] = step(carry, x)
 
     with handlers.trace() as trace:
         _Draw(run, key)(call.init, x0)
-    step, out = _step_name(call.step), result["out"]
-    if not (isinstance(out, (tuple, list)) and len(out) == 2):
-        raise ModelError(
-            f"{name}: the ppl.scan step function '{step}' must return a pair (new carry, "
-            f"output), but it returned {_describe_value(out)}; e.g. `return x, None` "
-            "instead of `return x`"
-        )
-    before, after = _shapes(call.init), _shapes(out[0])
-    if before != after:
-        raise ModelError(
-            f"{name}: the ppl.scan step function '{step}' returns a carry shaped {after}, "
-            f"but the carry it was given (init) is shaped {before}; the carry must keep "
-            "its structure and shapes from step to step: give init the carry's shape "
-            "(e.g. jnp.zeros(shape)) or return a carry of init's shape"
-        )
+    check_scan_step(name, call.step, call.init, result["out"])
     return trace
-
-
-def _shapes(tree):
-    """A pytree's structure with each leaf replaced by its shape, for messages."""
-    return jax.tree.map(lambda v: tuple(np.shape(v)), tree)
-
-
-def _describe_value(value):
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    if hasattr(value, "shape"):
-        return f"one array of shape {tuple(value.shape)}"
-    return f"{value!r}"
 
 
 def _check_proposal(name, proposal, call, x0, step_trace):
