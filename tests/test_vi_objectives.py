@@ -417,6 +417,7 @@ def k_as_option(model, guide, k=0):
         (lambda: vi.ELBO(num_particles=0), r"ELBO: num_particles=0 must be an integer >= 1"),
         (lambda: vi.IWAE(num_particles=-1), r"IWAE: num_particles=-1 must be"),
         (lambda: vi.VIMCO(num_particles=2.5), r"VIMCO: num_particles=2.5 must be"),
+        (lambda: vi.VIMCO(num_particles=1), r"VIMCO: num_particles=1 must be >= 2"),
         (lambda: vi.RWS(num_particles=True), r"RWS: num_particles=True must be"),
         (lambda: vi.ELBO(path_gradient=1), r"path_gradient=1 must be True or False"),
         (lambda: vi.Renyi(alpha="0.5"), r"Renyi: alpha='0.5' must be a finite number"),

@@ -64,7 +64,15 @@ def IWAE(model, guide, num_particles=5):
     return logmeanexp(particles(lambda: _log_weight(model, guide), num_particles))
 
 
-@objective(bound=True, baseline="leave_one_out")
+def _two_or_more(options):
+    if options["num_particles"] < 2:
+        raise OptionError(
+            f"VIMCO: num_particles={options['num_particles']} must be >= 2: each particle's "
+            "baseline is the mean of the others'"
+        )
+
+
+@objective(bound=True, baseline="leave_one_out", check=_two_or_more)
 def VIMCO(model, guide, num_particles=5):
     """The IWAE bound with VIMCO's leave-one-out baselines for score-function sites
     (Mnih & Rezende 2016): each particle's log weight replaced by the mean of the
