@@ -479,3 +479,46 @@ def test_scan_step_that_returns_no_pair_or_changes_its_carry():
         ppl.infer(walk(no_pair, Y))
     with raises(ModelError, r"'growing' returns a carry shaped \(2,\), but .* shaped \(\)"):
         ppl.infer(walk(growing, Y))
+
+
+def test_data_outside_the_support_is_named_for_scalar_and_matrix_data():
+    @ppl.model
+    def counts(k):
+        p = ppl.sample("p", dist.Beta(1.0, 1.0))
+        ppl.sample("k", dist.Binomial(10, p), obs=k)
+
+    with raises(DataError, r"'k' has 1 value\(s\) outside the support of its BinomialProbs.*11"):
+        ppl.infer(counts(11))
+    with raises(DataError, r"'k' has 1 value\(s\) outside .* e.g. -6"):
+        ppl.infer(counts(np.array([[1, 2], [3, -6]])))
+
+
+def test_a_mask_computed_in_the_model_is_left_to_the_density():
+    @ppl.model
+    def masked(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        with ppl.plate("d", 5):
+            ppl.sample("y", dist.Normal(mu, 1.0).mask(~jnp.isnan(y)), obs=y)
+
+    ld = masked(np.array([1.0, 2.0, np.nan, 3.0, 4.0])).log_density()
+    value, grad = ld.value_and_grad(jnp.zeros(1))
+    assert np.isfinite(value) and np.isfinite(grad).all()
+
+
+def test_categorical_data_must_be_integers():
+    @ppl.model
+    def categories(y):
+        p = ppl.sample("p", dist.Dirichlet(jnp.ones(3)))
+        with ppl.plate("n", 3):
+            ppl.sample("y", dist.Categorical(p), obs=y)
+
+    with raises(DataError, r"'y' \(CategoricalProbs\) has data of dtype float32.*astype\(int\)"):
+        ppl.infer(categories(np.array([0.0, 1.0, 2.0])))
+
+
+def test_infer_inside_a_jax_transformation_says_to_call_it_outside():
+    def fit(y):
+        return ppl.infer(regression(X, y)).samples["a"].mean()
+
+    with raises(PPLError, r"inside jax.jit, vmap or grad .* call it outside"):
+        jax.jit(fit)(Y)

@@ -457,3 +457,25 @@ def test_non_finite_deterministic_values_are_warned_about():
     with pytest.warns(ppl.errors.SamplingWarning, match=r"deterministic site\(s\) .*'log_x'"):
         ppl.infer(logged(), "rwmh", num_samples=50, num_warmup=50, num_chains=1,
                   progress=False, convergence_checks=False)  # fmt: skip
+
+
+@ppl.model
+def grouped(group, y=None):
+    """Python computed from the data, as NumPyro users write it (not traceable)."""
+    num_groups = int(group.max()) + 1
+    with ppl.plate("groups", num_groups):
+        a = ppl.sample("a", dist.Normal(0.0, 5.0))
+    with ppl.plate("data", len(np.unique(group)) * 2):
+        ppl.sample("y", dist.Normal(a[group], 0.5), obs=y)
+
+
+def test_a_model_computing_python_values_from_its_data_runs_on_constant_data():
+    group, y = np.array([0, 0, 1, 1, 2, 2]), np.array([1.0, 1.2, 2.0, 2.2, 3.0, 3.2])
+    bound = grouped(group, y)
+    post = ppl.infer(bound, "nuts", num_samples=500, num_warmup=300, num_chains=2, seed=0,
+                     progress=False)  # fmt: skip
+    assert bound.static_data and not normal_mean(NM_Y).log_density().model.static_data
+    # exact: a_g | y ~ N(sum_g(y) / 0.25 / precision, 1 / precision), precision 2/0.25 + 1/25
+    precision = 2 / 0.25 + 1 / 25
+    means = np.array([2.2, 4.2, 6.2]) / 0.25 / precision
+    assert_gaussian_moments(post.samples["a"], means, np.eye(3) / precision)

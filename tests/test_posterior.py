@@ -307,6 +307,13 @@ def test_predictive_warns_when_it_would_not_predict(regression, regression_nuts)
         regression_nuts.predictive(unrelated(), seed=0)
 
 
+def test_predictive_takes_a_key_as_seed(regression, regression_nuts, predictive):
+    import jax
+
+    by_key = regression_nuts.predictive(linear_regression(regression.x_new), jax.random.key(0))
+    np.testing.assert_array_equal(by_key["y"], predictive["y"])  # the same as seed=0
+
+
 def test_predictive_uses_each_posterior_draw(regression, regression_nuts, predictive):
     # The deterministic site is recomputed from draw (c, i) of w: exact up to float32.
     expected = regression_nuts.samples["w"] @ regression.x_new.T

@@ -6,7 +6,14 @@ from contextlib import contextmanager
 
 import jax
 import numpy as np
-from numpyro.distributions import Distribution, MaskedDistribution, Unit, constraints
+from numpyro.distributions import (
+    Distribution,
+    ExpandedDistribution,
+    Independent,
+    MaskedDistribution,
+    Unit,
+    constraints,
+)
 from numpyro.distributions.constraints import Constraint, independent
 from numpyro.primitives import Messenger
 from numpyro.util import not_jax_tracer
@@ -26,13 +33,24 @@ def _broadcast(a, b):
         return None
 
 
+def distribution_name(fn):
+    """The name of `fn` without the wrappers of `expand`, `to_event` and `mask`
+    (`Poisson`, not `ExpandedDistribution`)."""
+    while isinstance(fn, (MaskedDistribution, ExpandedDistribution, Independent)):
+        fn = fn.base_dist
+    return type(fn).__name__
+
+
 def _observed_mask(fn, shape):
-    """Where the observed value counts (masked-out entries may hold NaN on purpose)."""
+    """Where the observed value counts (masked-out entries may hold NaN on purpose); None
+    when a mask is computed inside the model (unknown while its structure is read)."""
     mask = np.ones(shape, bool)
     while isinstance(fn, MaskedDistribution):
         m = fn._mask
         if m is False:
             return np.zeros(shape, bool)
+        if isinstance(m, jax.core.Tracer):
+            return None
         if m is not True:
             m = np.asarray(m)
             m = np.reshape(m, m.shape + (1,) * fn.event_dim)
@@ -77,11 +95,21 @@ def check_observed_sites(trace, model_name):
                 + "; reshape the data or the distribution's parameters so they agree"
                 + _subsample_hint(name, site, trace, value_shape)
             )
+        if distribution_name(site["fn"]).startswith("Categorical") and not jax.numpy.issubdtype(
+            jax.numpy.result_type(value), jax.numpy.integer
+        ):
+            raise DataError(
+                f"{model_name}: observed site '{name}' ({distribution_name(site['fn'])}) has "
+                f"data of dtype {jax.numpy.result_type(value)}; categories are indices: pass "
+                "integers (e.g. y.astype(int))"
+            )
         if isinstance(value, jax.core.Tracer):
             continue  # built under jit: shapes are known, values are not
         value = np.asarray(value)
         if np.issubdtype(value.dtype, np.inexact):
             counted = _observed_mask(site["fn"], value.shape)
+            if counted is None:
+                continue  # which entries count is computed in the model
             bad = int(np.count_nonzero(counted & ~np.isfinite(value)))
             if bad:
                 raise DataError(
@@ -180,6 +208,8 @@ def observed_in_support(trace, model_name):
             continue  # e.g. obs ~ Uniform(0, theta): the check is part of the density
         value = np.asarray(value)
         counted = _observed_mask(fn, value.shape)
+        if counted is None:
+            continue
         if handler_mask is not None:
             counted = counted & np.broadcast_to(np.asarray(handler_mask, bool), value.shape)
         while isinstance(support, independent):
@@ -188,10 +218,11 @@ def observed_in_support(trace, model_name):
         counted = counted.reshape(inside.shape + (-1,)).any(-1)
         bad = counted & ~inside
         if bad.any():
-            example = value[np.argwhere(bad)[0]]
+            first = tuple(np.argwhere(bad)[0])  # (an index of `bad`: the value's batch dims)
+            example = value[first] if value.ndim else value
             raise DataError(
                 f"{model_name}: observed site '{name}' has {int(bad.sum())} value(s) outside "
-                f"the support of its {type(fn).__name__} ({fn.support}), e.g. {example}; "
+                f"the support of its {distribution_name(fn)} ({fn.support}), e.g. {example}; "
                 "such data has probability zero: correct it, or drop those entries"
             )
         names.append(name)

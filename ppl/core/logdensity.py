@@ -26,6 +26,8 @@ from ppl.core import draws, handlers
 from ppl.core.checks import (
     check_observed_sites,
     check_parameters,
+    distribution_name,
+    explain_tracer_errors,
     observed_in_support,
     traced,
 )
@@ -113,6 +115,32 @@ def _subsampling(trace, latent):
     return tuple(plates.items()), tuple(local.items())
 
 
+#: What a model raises when it computes a Python value from a traced array.
+_NEEDS_CONCRETE = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.NonConcreteBooleanIndexError,
+)
+
+
+def _structure_of(bound_model, seed):
+    """The model's structure (`_structure`), after making sure the model runs on traced
+    data, as compiled programs take it; a model that computes Python values from its
+    data (`int(group.max())`, `np.unique(group)`, `if y.mean() > 0`) gets its data as
+    NumPy constants instead (`BoundModel.use_static_data`). A model that fails either
+    way (a sampled value used so) raises from the second try."""
+    if not bound_model.static_data and jax.tree.leaves(bound_model):
+        try:
+            trace = _structure(bound_model, seed)
+            with distribution.validation_enabled(False):  # the data traced, this time
+                jax.eval_shape(lambda m: (m.trace(seed=seed), 0)[1], bound_model)
+            return trace
+        except _NEEDS_CONCRETE:
+            bound_model.use_static_data()
+    with explain_tracer_errors(bound_model.name):
+        return _structure(bound_model, seed)
+
+
 def _is_identity(transform):
     while isinstance(transform, IndependentTransform):
         transform = transform.base_transform
@@ -139,7 +167,7 @@ class LogDensity:
     """
 
     def __init__(self, bound_model, seed=0):
-        abstract = trace = _structure(bound_model, seed)
+        abstract = trace = _structure_of(bound_model, seed)
         if _needs_values(trace):  # computed data, or supports that depend on latent values
             trace = bound_model.trace(seed=seed)
         check_observed_sites(trace, bound_model.name)
@@ -154,7 +182,7 @@ class LogDensity:
             ushape = value.shape if discrete else biject_to(support).inverse_shape(value.shape)
             site = Site(
                 name, value.shape, tuple(ushape), offset, discrete,
-                type(s["fn"]).__name__, str(value.dtype), support, _support_values(s["fn"]),
+                distribution_name(s["fn"]), str(value.dtype), support, _support_values(s["fn"]),
             )  # fmt: skip
             sites.append(site)
             offset += site.size

@@ -170,7 +170,11 @@ class BoundModel:
     A BoundModel is also a zero-argument callable that runs the model, so every
     NumPyro handler applies to it: `handlers.trace(handlers.seed(m, 0)).get_trace()`.
     It is a pytree whose leaves are its array arguments, so compiled inference
-    takes the data as an input and is reused for new data of the same shapes.
+    takes the data as an input and is reused for new data of the same shapes. A model
+    that computes Python values from its data (`int(group.max())`, `np.unique(g)`,
+    `if y.mean() > 0`) cannot run on traced data: `log_density()` finds that and calls
+    `use_static_data()`, after which the model sees its data as NumPy arrays, constants
+    of the compiled programs (as in NumPyro's MCMC), compiled again for other data.
     """
 
     def __init__(self, fn, args=(), kwargs=None):
@@ -180,27 +184,37 @@ class BoundModel:
         #: Observed sites whose bound data was found inside its support (set by
         #: `log_density()`): scored without NumPyro's per-evaluation support check.
         self.checked_data = frozenset()
+        self.static_data = False
 
     def tree_flatten(self):
         leaves, treedef = jax.tree.flatten((self.args, self.kwargs))
-        is_array = tuple(isinstance(x, (jax.Array, np.ndarray)) for x in leaves)
+        is_array = tuple(
+            isinstance(x, (jax.Array, np.ndarray)) and not self.static_data for x in leaves
+        )
         arrays = [x for x, a in zip(leaves, is_array) if a]
         static = tuple(None if a else _Static(x) for x, a in zip(leaves, is_array))
-        return arrays, (self.fn, treedef, static, self.checked_data)
+        return arrays, (self.fn, treedef, static, self.checked_data, self.static_data)
 
     @classmethod
     def tree_unflatten(cls, aux, arrays):
-        fn, treedef, static, checked = aux
+        fn, treedef, static, checked, static_data = aux
         arrays = iter(arrays)
         leaves = [next(arrays) if s is None else s.value for s in static]
         obj = object.__new__(cls)
-        obj.fn, obj.checked_data = fn, checked
+        obj.fn, obj.checked_data, obj.static_data = fn, checked, static_data
         obj.args, obj.kwargs = jax.tree.unflatten(treedef, leaves)
         return obj
 
     @property
     def name(self):
         return getattr(self.fn, "__name__", type(self.fn).__name__)
+
+    def use_static_data(self):
+        """From now on the model sees its data as NumPy arrays, which compiled programs
+        close over as constants (see the class docstring)."""
+        numpy = lambda a: np.asarray(a) if isinstance(a, jax.Array) else a  # noqa: E731
+        self.args, self.kwargs = jax.tree.map(numpy, (self.args, self.kwargs))
+        self.static_data = True
 
     def __call__(self):
         fn = self.fn
@@ -311,10 +325,28 @@ def _example_call(fn):
     return f"{getattr(fn, '__name__', 'model')}({', '.join(args)})"
 
 
+def _named(fn, name):
+    def run():
+        return fn()
+
+    run.__name__ = name
+    return run
+
+
+def _innermost(handler):
+    fn = handler
+    while isinstance(fn, Messenger):
+        fn = fn.fn
+    return fn
+
+
 def as_bound_model(obj):
     """Accept a BoundModel; explain the fix for anything else."""
     if isinstance(obj, BoundModel):
         return obj
+    if isinstance(obj, Messenger) and isinstance(_innermost(obj), BoundModel):
+        # a NumPyro handler around a bound model, e.g. handlers.condition(m(y), data=...)
+        return BoundModel(_named(obj, _innermost(obj).name))  # (its data: constants)
     if isinstance(obj, Model):
         raise ModelError(
             f"{obj!r} is not bound to data yet: call it with its arguments first, "

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ppl.core.model import as_bound_model, int_key
-from ppl.errors import OptionError
+from ppl.errors import OptionError, PPLError
 from ppl.infer.registry import did_you_mean, resolve
 from ppl.infer.sharding import CHAIN_METHODS, chain_mesh
 
@@ -75,6 +75,12 @@ def infer(
     >>> post = ppl.infer(eight_schools(sigma, y=y), method="nuts", num_chains=4, seed=0)
     >>> print(post.summary())
     """
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((model, seed))):
+        raise PPLError(
+            "ppl.infer was called inside jax.jit, vmap or grad (its data or seed is traced): "
+            "it runs its own compiled programs from Python, so call it outside the "
+            "transformation (e.g. a Python loop over datasets)"
+        )
     method = resolve(method)
     if options:
         _reject(options, method)

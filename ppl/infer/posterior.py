@@ -84,7 +84,9 @@ class Posterior:
         trace = model.trace(seed)
         sites = [n for n in value_sites(trace) if n not in self.latent_sites]
         _warn_if_surprising(model, trace, self.latent_sites)
-        out = Predictive(model, posterior_samples=draws, return_sites=sites)(jax.random.key(seed))
+        from ppl.infer.api import _key  # (an int or a key, as infer's seed)
+
+        out = Predictive(model, posterior_samples=draws, return_sites=sites)(_key(seed))
         shape = (self.num_chains, self.num_samples)
         return {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in out.items()}
 

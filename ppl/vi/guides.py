@@ -355,7 +355,11 @@ def bind_guide(guide, model):
     if isinstance(guide, Model):
         guide = guide.fn
     if callable(guide):
-        return BoundModel(guide, model.args, model.kwargs)
+        model.log_density()  # (whether the model's data must be constants: then the guide's too)
+        bound = BoundModel(guide, model.args, model.kwargs)
+        if model.static_data:
+            bound.use_static_data()
+        return bound
     raise OptionError(
         f"guide={guide!r} must be an automatic guide (ppl.vi.guides.Normal(), ...) or a "
         "function with the model's arguments that samples its latent sites"
