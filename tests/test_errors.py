@@ -522,3 +522,24 @@ def test_infer_inside_a_jax_transformation_says_to_call_it_outside():
 
     with raises(PPLError, r"inside jax.jit, vmap or grad .* call it outside"):
         jax.jit(fit)(Y)
+
+
+def test_plates_sharing_a_dim_a_plate_named_like_a_site_and_a_draw_outside_inference():
+    @ppl.model
+    def same_dim(y):
+        with ppl.plate("rows", 4, dim=-1), ppl.plate("cols", 3, dim=-1):
+            ppl.sample("y", dist.Normal(0.0, 1.0), obs=y)
+
+    with raises(ModelError, r"plate 'cols': dim=-1 is taken by the enclosing plate 'rows'"):
+        ppl.infer(same_dim(np.zeros((4, 3))))
+
+    @ppl.model
+    def clash(y):
+        a = ppl.sample("a", dist.Normal())
+        with ppl.plate("y", 6):
+            ppl.sample("y", dist.Normal(a, 1.0), obs=y)
+
+    with raises(ModelError, r"clash: a site and a plate are both named 'y'"):
+        ppl.infer(clash(Y))
+    with raises(ModelError, r"ppl.sample\('a'\) ran outside inference.*model.prior"):
+        regression(X, Y)()  # a bound model called directly

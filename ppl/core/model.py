@@ -81,15 +81,25 @@ def improper_values(radius):
 
 
 class _unique_names(Messenger):
-    """Refuse a second sample/deterministic site of the same name, naming the model."""
+    """Refuse a second sample/deterministic site of the same name, or one named like a
+    plate, naming the model."""
 
     def __init__(self, fn, model_name):
         self.model_name = model_name
-        self.seen = set()
+        self.seen, self.plates = set(), set()
         super().__init__(fn)
 
     def process_message(self, msg):
-        if msg["type"] not in ("sample", "deterministic"):
+        if msg["type"] == "plate":
+            self.plates.add(msg["name"])
+        if msg["type"] not in ("sample", "deterministic", "plate"):
+            return
+        if {msg["name"]} & (self.seen if msg["type"] == "plate" else self.plates):
+            raise ModelError(
+                f"{self.model_name}: a site and a plate are both named '{msg['name']}'; "
+                "give the plate another name (e.g. 'data')"
+            )
+        if msg["type"] == "plate":
             return
         if msg["name"] in self.seen:
             raise ModelError(

@@ -111,6 +111,12 @@ def sample(name, fn, obs=None, *, obs_mask=None, sample_shape=(), infer=None, es
         infer = {**(infer or {}), "estimator": estimator}
     if isinstance(obs, (list, tuple)):  # data as a Python list: an array, as NumPy would
         obs = jnp.asarray(obs)
+    if obs is None and not _PYRO_STACK:
+        raise ModelError(
+            f"ppl.sample('{name}') ran outside inference: a model's sites draw values under "
+            "ppl.infer or a handler (e.g. ppl.handlers.seed(model, rng_seed=0)()); for draws "
+            "from a bound model's prior use model.prior(num_samples)"
+        )
     if obs is not None and obs_mask is not None:
         return _partly_observed(name, fn, obs, obs_mask, sample_shape, infer)
     try:
@@ -161,6 +167,13 @@ def plate(name, size, subsample_size=None, dim=None):
     """
     if _is_int(size) and size < 1:
         raise ModelError(f"plate '{name}': size={size} must be a positive integer")
+    for outer in (h for h in _PYRO_STACK if isinstance(h, numpyro.plate)):
+        if dim is not None and outer.dim == dim and outer.name != name:
+            raise ModelError(
+                f"plate '{name}': dim={dim} is taken by the enclosing plate '{outer.name}'; "
+                "nested plates need different dims (e.g. dim=-2 for the outer one), or "
+                "leave dim out"
+            )
     if subsample_size is not None:
         if not _is_int(subsample_size) or subsample_size < 1:
             raise ModelError(
