@@ -234,3 +234,25 @@ def test_non_invertible_configuration_is_refused():
         flows.FlowGuide(flows.iaf(context_size=2))
     with pytest.raises(OptionError, match="must be a ppl.flows bijector"):
         flows.FlowGuide("planar")
+
+
+@pytest.mark.parametrize("objective", [vi.RWS(), vi.WakeQ()])
+def test_wake_sleep_refuses_flow_guides(objective):
+    # their log q is known along their own draws only; at a held draw its gradient would
+    # be taken at a held base draw, which shrinks the flow to a point mass
+    with pytest.raises(OptionError, match=r"holds the guide's draws fixed .*\(ELBO, IWAE"):
+        init(Planar(2), gaussian(), objective)
+
+
+def test_flow_guide_options_are_checked_at_construction():
+    # not first inside infer: NeuralSpline(bins=0) used to fail only when the flow was built
+    for kwargs, message in [
+        ({"bins": 0}, "NeuralSpline: bins=0 must be an integer >= 1"),
+        ({"bins": 1000}, "NeuralSpline: bins=1000 is too many"),
+        ({"bound": -1.0}, "NeuralSpline: bound=-1.0 must be a positive finite number"),
+        ({"hidden": 8}, r"NeuralSpline: hidden=8 must be a tuple .* hidden=\(8,\)"),
+        ({"coupling": "yes"}, "NeuralSpline: coupling='yes' must be True"),
+    ]:
+        with pytest.raises(OptionError, match=message):
+            NeuralSpline(**kwargs)
+    assert NeuralSpline(bound=np.float32(2.0)).bound == 2.0  # NumPy and JAX scalars are fine

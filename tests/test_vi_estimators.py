@@ -280,8 +280,10 @@ def test_unknown_baseline():
 
 
 def test_leave_one_out_needs_two_particles():
+    with pytest.raises(OptionError, match="VIMCO: num_particles=1 must be >= 2"):
+        vi.VIMCO(num_particles=1)  # refused when made
     with pytest.raises(OptionError, match="num_particles >= 2"):
-        _init(vi.VIMCO(num_particles=1), bernoulli_guide)
+        _init(vi.IWAE(num_particles=1, baseline="leave_one_out"), bernoulli_guide)
 
 
 def test_draw_outside_an_objective():

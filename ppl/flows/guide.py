@@ -42,6 +42,8 @@ class PointGivenEps(Distribution):
     support = constraints.real_vector
     reparametrized_params = []
     has_rsample = True
+    #: `ppl.vi.draw(gradient=False)` refuses it: its log q at a held draw is not known.
+    scores_own_draws_only = True
 
     def rsample(self, key, sample_shape=()):
         return jnp.broadcast_to(self.u, sample_shape + self.u.shape)

@@ -331,7 +331,7 @@ class _SNFProgram:
 
 @objective
 def _path_log_weight(model, guide):
-    d = draw(guide, gradient=False)
+    d = draw(guide)  # (no gradient is taken of it)
     return score(model, d) - d.log_q
 
 

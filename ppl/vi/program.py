@@ -396,7 +396,9 @@ def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
 
     gradient=False: the values are constants for differentiation (no reparameterization,
     no score-function terms), as wake-sleep objectives need; `log_q` still depends on
-    the program's parameters.
+    the program's parameters, so a flow guide's sites, whose density is known only along
+    their own draws (`scores_own_draws_only`), are refused: its gradient at a held value
+    would be taken at a held base draw instead.
 
     path_gradient=True: `log_q` of the reparameterised sites is evaluated with the
     program's parameters held fixed (stop_gradient), so its gradient flows only through
@@ -412,6 +414,15 @@ def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
         n: s["value"] for n, s in trace.items()
         if (s["type"] == "sample" and not s["is_observed"]) or s["type"] == "deterministic"
     }  # fmt: skip
+    own = [n for n, s in trace.items() if getattr(s.get("fn"), "scores_own_draws_only", False)]
+    if own and not gradient:
+        raise OptionError(
+            f"the objective holds the guide's draws fixed and differentiates log q at them "
+            f"(as wake-sleep's RWS and WakeQ do), but site(s) {own} of this flow guide have "
+            "a density only along the guide's own draws; use an objective that "
+            "differentiates through the draws (ELBO, IWAE, Renyi, VIMCO) or a guide with a "
+            "density everywhere (ppl.vi.guides.Normal(), MultivariateNormal(), LowRank(r))"
+        )
     run.sampled.update(sampler.kinds)
     if program is run.guide:
         run.guide_sites.update({n: trace[n]["type"] for n in values})

@@ -602,7 +602,7 @@ def _draws(num_samples, latent, determ, axis, programs, model, params, keys):
 
 @objective(bound=True)
 def _log_weight(model, guide):
-    d = draw(guide, gradient=False)
+    d = draw(guide)  # (no gradient is taken of the evidence)
     return score(model, d) - d.log_q
 
 
