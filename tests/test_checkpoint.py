@@ -180,6 +180,24 @@ def test_other_data_raises(finished):
         ppl.infer(eight_schools(EIGHT_SCHOOLS_SIGMA, y=y), "nuts", checkpoint=finished, **SETTINGS)
 
 
+def test_other_model_code_or_non_array_argument_raises(finished):
+    @ppl.model
+    def eight_schools(sigma, y=None, scale=5.0):  # the same name and sites, another prior
+        mu = ppl.sample("mu", ppl.dist.Normal(0.0, scale))
+        tau = ppl.sample("tau", ppl.dist.HalfCauchy(5.0))
+        with ppl.plate("school", len(sigma)):
+            theta_raw = ppl.sample("theta_raw", ppl.dist.Normal(0.0, 1.0))
+            theta = ppl.deterministic("theta", mu + tau * theta_raw)
+            ppl.sample("y", ppl.dist.Normal(theta, sigma), obs=y)
+
+    edited = eight_schools(EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+    with pytest.raises(CheckpointError, match=r"model.code: '\w+' in the file"):
+        ppl.infer(edited, "nuts", checkpoint=finished, **SETTINGS)
+    with pytest.raises(CheckpointError, match=r"other than arrays: \[\] in the file, \['1.0'\]"):
+        rescaled = eight_schools(EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y, scale=1.0)
+        ppl.infer(rescaled, "nuts", checkpoint=finished, **SETTINGS)
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -5,7 +5,8 @@ every chunk of steps (about 20 per run): the chain state, the chain keys, the
 step reached and its phase, the draws kept so far and the time spent per phase.
 A later call with the same path picks up at that step, provided it is the same
 run: same method and settings, num_warmup/num_samples/num_chains, seed, model
-(its latent sites and a digest of its data), chain layout (chain_method, device
+(its latent sites, a digest of its code and of its data, its other arguments by
+value), chain layout (chain_method, device
 count and kind), ppl and jax versions. Draws depend only on the seed and the
 step index, never on where a run stopped, so the result equals an uninterrupted
 run's bit for bit. The chunk length is free to change between attempts.
@@ -28,9 +29,12 @@ a run never restarts silently.
 """
 
 import hashlib
+import inspect
 import json
+import numbers
 import os
 import re
+import types
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +55,7 @@ _LABELS = {
     "seed": "seed (digest of the chain keys)",
     "model": "model",
     "data": "model data (digest of its arrays)",
+    "arguments": "model arguments other than arrays",
     "state": "sampler state layout",
     "ppl": "ppl version",
     "jax": "jax version",
@@ -79,15 +84,68 @@ def _digest(leaves):
     return h.hexdigest()[:16]
 
 
+def _density(data):
+    """The LogDensity a program runs on (itself, or a stochastic-gradient Target's)."""
+    return (
+        data if isinstance(getattr(data, "sites", None), dict) else getattr(data, "density", None)
+    )
+
+
 def _model(data):
-    sites = getattr(data, "sites", None)  # a LogDensity: its latent sites
-    if not isinstance(sites, dict):
+    density = _density(data)
+    if density is None:
         return None
-    name = getattr(getattr(data, "model", None), "name", None)
+    model = density.model
     return {
-        "name": name,
-        "sites": {n: f"{s.distribution}{tuple(s.shape)} {s.dtype}" for n, s in sites.items()},
+        "name": model.name,
+        "code": _code_digest(model.fn),
+        "sites": {
+            n: f"{s.distribution}{tuple(s.shape)} {s.dtype}" for n, s in density.sites.items()
+        },
     }
+
+
+def _code_digest(fn):
+    """A digest of a function's bytecode and constants (nested functions included) and
+    of the numbers, strings and arrays it reads from its module's globals or closure, so
+    an edited model body (not its comments or layout) or constant is a different run.
+    (Functions it calls are not followed.)"""
+    fn = inspect.unwrap(fn)
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return None
+    h = hashlib.sha256()
+    names = set()
+
+    def add(c):
+        h.update(c.co_code + repr(c.co_names).encode())
+        names.update(c.co_names)
+        for const in c.co_consts:
+            add(const) if isinstance(const, types.CodeType) else h.update(repr(const).encode())
+
+    add(code)
+    scope = getattr(fn, "__globals__", {})
+    values = [scope[n] for n in sorted(names) if n in scope]
+    values += [cell.cell_contents for cell in getattr(fn, "__closure__", None) or ()]
+    for v in values:
+        if isinstance(v, (numbers.Number, str)):
+            h.update(repr(v).encode())
+        elif isinstance(v, (np.ndarray, jax.Array)) and not _is_key(v):
+            h.update(_digest([v]).encode())
+    return h.hexdigest()[:16]
+
+
+def _arguments(data):
+    """The model's arrays kept out of the pytree (`BoundModel.use_static_data`), and its
+    other arguments by value."""
+    density = _density(data)
+    if density is None:
+        return [], []
+    model = density.model
+    leaves = jax.tree.leaves((model.args, model.kwargs))
+    arrays = [x for x in leaves if isinstance(x, (np.ndarray, jax.Array))]
+    others = [_clean(repr(x)) for x in leaves if not isinstance(x, (np.ndarray, jax.Array))]
+    return (arrays if model.static_data else []), others
 
 
 def _spec(x):
@@ -99,6 +157,7 @@ def fingerprint(program, data, state, chain_keys, phases, layout):
     from ppl import __version__
 
     kept = [p.label for p in phases if p.keep]
+    static_arrays, arguments = _arguments(data)
     fp = {
         "method": _clean(repr(program)),
         "phases": ", ".join(f"{p.label}={p.num_steps}" for p in phases) + f" (kept: {kept})",
@@ -106,7 +165,8 @@ def fingerprint(program, data, state, chain_keys, phases, layout):
         "layout": layout,
         "seed": _digest([chain_keys]),
         "model": _model(data),
-        "data": _digest(jax.tree.leaves(data)),
+        "data": _digest(jax.tree.leaves(data) + static_arrays),
+        "arguments": arguments,
         "state": {
             "structure": _clean(str(jax.tree.structure(state))),
             "leaves": [_spec(x) for x in jax.tree.leaves(state)],
