@@ -252,3 +252,5 @@ def test_checkpoint_option_must_be_a_path(bad):
 def test_checkpoint_option_must_not_be_a_directory(tmp_path):
     with pytest.raises(OptionError, match="directory"):
         ppl.infer(model(), "nuts", checkpoint=tmp_path, **SETTINGS)
+    with pytest.raises(OptionError, match="is a directory"):  # one not made yet
+        ppl.infer(model(), "nuts", checkpoint=f"{tmp_path}/runs/", **SETTINGS)

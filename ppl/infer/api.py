@@ -136,8 +136,16 @@ def _checkpoint_path(path):
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise OptionError(f"checkpoint must be a file path (str or os.PathLike), got {path!r}")
     path = os.fspath(path)
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
         raise OptionError(f"checkpoint={path!r} is a directory; give a file path in it")
+    folder = os.path.dirname(os.path.abspath(path))
+    existing = folder
+    while not os.path.isdir(existing):  # (missing folders are made when it is written)
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OptionError(
+            f"checkpoint={path!r}: cannot write in {existing!r}; give a path in a writable folder"
+        )
     return path
 
 

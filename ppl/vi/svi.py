@@ -186,8 +186,13 @@ class SVI(Method):
     evidence_particles: K of the log-evidence estimate, when the objective is a bound:
         `post.log_evidence` is the IWAE bound log (1/(C·K)) Σ p(x, z)/q(z) over K draws
         from each of the C fitted guides (≥ the ELBO in expectation; a lower bound on
-        log p(x) in expectation, tight as K grows). With subsampled plates the weights
-        use one minibatch each, so it is only an approximation.
+        log p(x) in expectation, tight as K grows). Not computed (None, the reason in
+        diagnostics["log_evidence_method"]) for subsampled models, Delta guides and
+        guides with auxiliary sites.
+
+    `post.diagnostics` holds the loss per step, `final_loss`, the fitted `params` on
+    their constrained spaces (a positive scale as itself) and `unconstrained_params`,
+    which the guide objects' own methods take (e.g. `FlowGuide.log_prob`).
     """
 
     guide: Any = guides.Normal()
@@ -378,6 +383,8 @@ class SVI(Method):
         samples = _draws(num_samples, latent, determ, axis, programs, model, fitted, keys)
         samples = {k: np.asarray(v) for k, v in samples.items()}
         diagnostics = self._diagnostics(state, losses, guide, params, timings)
+        # what the guide objects' own methods take (e.g. FlowGuide.log_prob)
+        diagnostics["unconstrained_params"] = params
         log_evidence = None
         if self.objective.is_bound:
             why_not = self._no_evidence(ld)
