@@ -382,6 +382,16 @@ def test_to_arviz(regression_nuts):
     assert np.all(np.isfinite(az.bfmi(idata)))
 
 
+def test_pointwise_log_likelihood_for_loo(regression, regression_nuts):
+    idata = regression_nuts.to_arviz()
+    loglik = idata.log_likelihood["y"].values  # (chains, draws, points)
+    w = regression_nuts.samples["w"].astype(np.float64)
+    mean = np.einsum("cdk,nk->cdn", w, np.asarray(regression.x, np.float64))
+    exact = stats.norm.logpdf(np.asarray(regression.y, np.float64), mean, NOISE_SD)
+    np.testing.assert_allclose(loglik, exact, rtol=1e-4, atol=1e-4)
+    assert np.isfinite(az.loo(idata).elpd_loo)
+
+
 def test_a_component_with_nan_draws_has_nan_statistics():
     x = np.random.default_rng(0).normal(size=(2, 100))
     x[0, 5] = np.nan

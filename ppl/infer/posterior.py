@@ -6,6 +6,7 @@ import zipfile
 import jax
 import numpy as np
 from numpyro.infer import Predictive
+from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from ppl.core.model import as_bound_model, value_sites
 from ppl.errors import PPLError, warn
@@ -116,14 +117,33 @@ class Posterior:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
-    def to_arviz(self):
-        """An `arviz.InferenceData` (needs ArviZ installed: `pip install arviz`)."""
+    def to_arviz(self, log_likelihood=True):
+        """An `arviz.InferenceData` (needs ArviZ installed: `pip install arviz`), with the
+        pointwise log likelihood of each observed site at every draw (for `az.loo` and
+        `az.waic`) when the fitted model is known and `log_likelihood` is true."""
         try:
             import arviz as az
         except ImportError:
             raise PPLError("to_arviz() needs ArviZ: pip install arviz") from None
         stats = {_ARVIZ_STATS.get(k, k): v for k, v in self.sample_stats.items()}
-        return az.from_dict(posterior=self.samples, sample_stats=stats or None)
+        pointwise = self.log_likelihood() if log_likelihood and self.model is not None else None
+        return az.from_dict(
+            posterior=self.samples, sample_stats=stats or None, log_likelihood=pointwise or None
+        )
+
+    def log_likelihood(self):
+        """name -> (chains, draws, *data shape): each observed site's log likelihood per
+        data point at every draw, for the fitted model (its data as bound)."""
+        if self.model is None:
+            raise PPLError("this Posterior has no model (e.g. one loaded from a file)")
+        if self.model.log_density().subsampled_plates:
+            raise PPLError(
+                f"{self.model.name} subsamples its data: bind it without subsample_size for "
+                "the log likelihood of every data point"
+            )
+        draws = {n: self.samples[n] for n in self.latent_sites}
+        out = numpyro_log_likelihood(self.model, draws, batch_ndims=2)
+        return {k: np.asarray(v) for k, v in out.items()}
 
 
 def _warn_if_surprising(model, trace, latent_sites):
