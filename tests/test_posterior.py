@@ -307,6 +307,17 @@ def test_predictive_warns_when_it_would_not_predict(regression, regression_nuts)
         regression_nuts.predictive(unrelated(), seed=0)
 
 
+def test_predictive_for_a_latent_site_of_another_shape_names_it(regression_nuts):
+    @ppl.model
+    def wider(x):
+        w = ppl.sample("w", ppl.dist.Normal(0.0, 1.0).expand([x.shape[1] + 1]).to_event(1))
+        ppl.sample("y", ppl.dist.Normal(x @ w[:-1], 1.0))
+
+    x = np.zeros((2, 3), np.float32)
+    with pytest.raises(PPLError, match=r"site 'w' has draws of shape \(3,\), but wider now"):
+        regression_nuts.predictive(wider(x))
+
+
 def test_predictive_takes_a_key_as_seed(regression, regression_nuts, predictive):
     import jax
 

@@ -85,6 +85,15 @@ class Posterior:
         trace = model.trace(seed)
         sites = [n for n in value_sites(trace) if n not in self.latent_sites]
         _warn_if_surprising(model, trace, self.latent_sites)
+        for n in (n for n in self.latent_sites if n in trace):
+            now, drawn = tuple(np.shape(trace[n]["value"])), self.samples[n].shape[2:]
+            if now != drawn:
+                raise PPLError(
+                    f"predictive: latent site '{n}' has draws of shape {drawn}, but "
+                    f"{model.name} now gives it shape {now} (e.g. a plate of another size "
+                    "around it): the posterior has draws of the fitted entries only; predict "
+                    "for those, or make the new entries a site of their own"
+                )
         from ppl.infer.api import _key  # (an int or a key, as infer's seed)
 
         out = Predictive(model, posterior_samples=draws, return_sites=sites)(_key(seed))
