@@ -219,3 +219,47 @@ def test_refused_configurations_name_the_sizes():
         flows.Chain([flows.Permutation([1, 0]), flows.Permutation([2, 1, 0])])
     with pytest.raises(OptionError, match="direction"):
         flows.Autoregressive(direction="sideways")
+
+
+@pytest.mark.parametrize("name", list(BIJECTORS))
+def test_a_batch_is_refused_with_the_vmap_advice(name):
+    # bijectors work on one event; a batch used to give silently wrong results (radial: one
+    # log-det for all rows; reverse, permutation: the batch axis reordered) or TypeErrors
+    bijector = BIJECTORS[name]
+    # params as shapes only: the check is on static shapes, before any computation
+    params = jax.eval_shape(lambda key: bijector.init(key, DIM), jax.random.key(0))
+    batch, context = jnp.zeros((2, DIM)), _context(bijector, jax.random.key(1))
+    calls = [bijector.forward, bijector.forward_and_log_det, bijector.log_det_gradient]
+    calls += [bijector.inverse, bijector.inverse_log_det_jacobian] if bijector.has_inverse else []
+    for call in calls:
+        with pytest.raises(OptionError, match=r"\(4,\), got shape \(2, 4\); apply it to a batch"):
+            call(params, batch, context)
+    if bijector.has_fast_score:
+        with pytest.raises(OptionError, match=r"\(4,\), got shape \(2, 4\); apply it to a batch"):
+            bijector.forward_and_score(params, batch, batch, context)
+        with pytest.raises(OptionError, match=r"score has shape \(2, 4\), but x has shape \(4,\)"):
+            bijector.forward_and_score(params, jnp.zeros(DIM), batch, context)
+
+
+def test_one_event_of_the_wrong_size_or_a_scalar_is_refused():
+    wrong_size = r"Permutation: expects one event of shape \(2,\), got shape \(3,\); it works"
+    with pytest.raises(OptionError, match=wrong_size):
+        flows.Permutation([1, 0]).forward((), jnp.ones(3))
+    scalar = r"Reverse: expects one event of shape \(d,\), got shape \(\); give x as a vector"
+    with pytest.raises(OptionError, match=scalar):
+        flows.Reverse().forward((), jnp.ones(()))
+    batch = jnp.arange(6.0).reshape(2, 3)  # the advice works
+    reversed_rows = jax.vmap(flows.Reverse().forward, (None, 0))((), batch)
+    np.testing.assert_array_equal(reversed_rows, batch[:, ::-1])
+
+
+def test_spline_bound_takes_numpy_and_jax_scalars():
+    for bound in [np.float32(2.0), jnp.asarray(2.0), np.int64(2), 2]:
+        transformer = flows.SplineTransformer(bins=4, bound=bound)
+        assert transformer.bound == 2.0 and isinstance(transformer.bound, float)
+        hash(transformer)  # a static argument of compiled code
+    for bound in [True, 0.0, -1, np.inf, np.nan, jnp.ones(1), "2", None]:
+        with pytest.raises(OptionError, match="bound=.* must be a positive finite number"):
+            flows.SplineTransformer(bound=bound)
+    with pytest.raises(OptionError, match="bins=1000 is too many"):
+        flows.SplineTransformer(bins=1000)

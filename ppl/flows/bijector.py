@@ -6,8 +6,14 @@ whose parameters are a separate pytree made by `init(key, dim)`. Each one implem
 x of shape (dim,) (vmap for batches), and `inverse_and_log_det` where the inverse is
 available in closed form or by structure; `forward`, `inverse` and the log-dets alone
 are derived. `Chain` is a plain loop that sums the log-determinants.
+
+Every subclass's `forward_and_log_det`, `inverse_and_log_det` and `forward_and_score`
+first check that x is one event (shape (dim,), dim the bijector's `event_size` where it
+has one): on static shapes, so under jit the check runs once, while tracing.
 """
 
+import functools
+import math
 import numbers
 from dataclasses import dataclass
 
@@ -18,6 +24,26 @@ import numpy as np
 from ppl.errors import OptionError
 
 __all__ = ["Bijector", "Chain", "Affine", "Permutation", "Reverse"]
+
+
+def _on_one_event(method):
+    """`method(self, params, x, ...)` after `self.check_event(x)` (and, for
+    `forward_and_score`, a check that the score has x's shape)."""
+
+    @functools.wraps(method)
+    def checked(self, params, x, *args, **kwargs):
+        self.check_event(x)
+        if method.__name__ == "forward_and_score":
+            score = args[0] if args else kwargs.get("score")
+            if jnp.shape(score) != jnp.shape(x):
+                raise OptionError(
+                    f"{type(self).__name__}.forward_and_score: score has shape "
+                    f"{jnp.shape(score)}, but x has shape {jnp.shape(x)}; give the score "
+                    "∇ log p(x) at x, of x's shape"
+                )
+        return method(self, params, x, *args, **kwargs)
+
+    return checked
 
 
 class Bijector:
@@ -32,10 +58,34 @@ class Bijector:
     #: Whether `forward_and_score` is implemented (the fast path gradient).
     has_fast_score = False
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("forward_and_log_det", "inverse_and_log_det", "forward_and_score"):
+            if name in vars(cls):
+                setattr(cls, name, _on_one_event(vars(cls)[name]))
+
     def init(self, key, dim):
         """Initial parameters (a pytree) for events of size `dim`."""
         self.check_size(dim)
         return ()
+
+    def check_event(self, x):
+        """OptionError unless x is one event: shape (event_size,), or (d,) for any d."""
+        shape = jnp.shape(x)
+        if len(shape) == 1 and self.event_size in (None, shape[0]):
+            return
+        size = self.event_size
+        if size is None:
+            size = shape[-1] if shape else "d"
+        if len(shape) > 1:
+            fix = "apply it to a batch with jax.vmap"
+        elif shape:
+            fix = f"it works on events of size {size} only"
+        else:
+            fix = "give x as a vector (jnp.atleast_1d(x) for a 1-D event)"
+        raise OptionError(
+            f"{type(self).__name__}: expects one event of shape ({size},), got shape {shape}; {fix}"
+        )
 
     def check_size(self, dim):
         if self.event_size is not None and dim != self.event_size:
@@ -209,3 +259,12 @@ class Reverse(Bijector):
 def check_positive_int(owner, name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise OptionError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
+
+
+def check_positive_number(owner, name, value):
+    """`value` as a float; OptionError unless it is a positive finite real number (a
+    Python, NumPy or JAX scalar; not a bool)."""
+    is_real = np.ndim(value) == 0 and np.asarray(value).dtype.kind in "iuf"
+    if not (is_real and 0 < float(value) < math.inf):
+        raise OptionError(f"{owner}: {name}={value!r} must be a positive finite number")
+    return float(value)

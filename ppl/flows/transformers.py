@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.errors import OptionError
+from ppl.flows.bijector import check_positive_int, check_positive_number
 
 __all__ = ["AffineTransformer", "SplineTransformer"]
 
@@ -44,6 +45,19 @@ class AffineTransformer:
 
 MIN_BIN, MIN_SLOPE = 1e-3, 1e-3
 _SLOPE_OFFSET = math.log(math.expm1(1.0 - MIN_SLOPE))  # softplus(offset) + MIN_SLOPE = 1
+MAX_BINS = round(1 / MIN_BIN) - 1  # bins of width >= MIN_BIN (of the interval) must fit
+
+
+def check_spline_options(owner, bins, bound):
+    """(bins, bound) as (int, float); OptionError unless `bins` is an integer in
+    1..MAX_BINS and `bound` a positive finite number (Python, NumPy or JAX scalars)."""
+    check_positive_int(owner, "bins", bins)
+    if bins > MAX_BINS:
+        raise OptionError(
+            f"{owner}: bins={bins} is too many: every bin is at least {MIN_BIN} of "
+            f"[-bound, bound] wide, so bins must be <= {MAX_BINS}"
+        )
+    return int(bins), check_positive_number(owner, "bound", bound)
 
 
 @dataclass(frozen=True)
@@ -52,10 +66,9 @@ class SplineTransformer:
     bound: float = 3.0
 
     def __post_init__(self):
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 1:
-            raise OptionError(f"SplineTransformer: bins={self.bins!r} must be an integer >= 1")
-        if not (isinstance(self.bound, (int, float)) and self.bound > 0):
-            raise OptionError(f"SplineTransformer: bound={self.bound!r} must be a positive number")
+        bins, bound = check_spline_options("SplineTransformer", self.bins, self.bound)
+        object.__setattr__(self, "bins", bins)
+        object.__setattr__(self, "bound", bound)
 
     @property
     def num_params(self):

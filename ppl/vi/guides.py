@@ -384,6 +384,7 @@ from ppl.flows.bijector import check_positive_int as _check_int  # noqa: E402
 from ppl.flows.guide import FlowGuideBase  # noqa: E402
 from ppl.flows.planar import Planar as _PlanarLayer  # noqa: E402
 from ppl.flows.planar import Radial as _RadialLayer  # noqa: E402
+from ppl.flows.transformers import check_spline_options  # noqa: E402
 
 
 def _reversed_between(layers):
@@ -462,6 +463,14 @@ class NeuralSpline(FlowGuideBase):
         _check_int("NeuralSpline", "num_flows", self.num_flows)
         _check_scale("NeuralSpline", self.init_scale)
         object.__setattr__(self, "hidden", _hidden("NeuralSpline", self.hidden))
+        bins, bound = check_spline_options("NeuralSpline", self.bins, self.bound)
+        object.__setattr__(self, "bins", bins)
+        object.__setattr__(self, "bound", bound)
+        if not isinstance(self.coupling, (bool, np.bool_)):
+            raise OptionError(
+                f"NeuralSpline: coupling={self.coupling!r} must be True (coupling layers) or "
+                "False (autoregressive layers)"
+            )
 
     @property
     def flow(self):
