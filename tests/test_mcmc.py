@@ -479,3 +479,15 @@ def test_a_model_computing_python_values_from_its_data_runs_on_constant_data():
     precision = 2 / 0.25 + 1 / 25
     means = np.array([2.2, 4.2, 6.2]) / 0.25 / precision
     assert_gaussian_moments(post.samples["a"], means, np.eye(3) / precision)
+
+
+def test_params_held_fixed_by_a_sampler_are_warned_about():
+    @ppl.model
+    def with_param(y):
+        w = ppl.param("w", 1.0)
+        mu = ppl.sample("mu", dist.Normal(0.0, 10.0))
+        ppl.sample("y", dist.Normal(mu * w, 1.0), obs=y)
+
+    with pytest.warns(ppl.errors.SamplingWarning, match=r"ppl.param \['w'\], which rwmh holds"):
+        ppl.infer(with_param(1.0), "rwmh", num_samples=20, num_warmup=20, num_chains=1,
+                  progress=False, convergence_checks=False)  # fmt: skip

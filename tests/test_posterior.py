@@ -403,6 +403,11 @@ def test_pointwise_log_likelihood_for_loo(regression, regression_nuts):
     assert np.isfinite(az.loo(idata).elpd_loo)
 
 
+def test_a_vector_site_by_name_lists_its_rows(synthetic):
+    with pytest.raises(KeyError, match=r"'b' has a row per component: b\[0\], b\[1\]"):
+        synthetic.summary()["b"]
+
+
 def test_a_component_with_nan_draws_has_nan_statistics():
     x = np.random.default_rng(0).normal(size=(2, 100))
     x[0, 5] = np.nan

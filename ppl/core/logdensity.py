@@ -32,7 +32,7 @@ from ppl.core.checks import (
     traced,
 )
 from ppl.core.model import abstract_call, improper_values
-from ppl.errors import InferenceError, ModelError, OptionError
+from ppl.errors import InferenceError, ModelError, OptionError, warn
 
 __all__ = ["LogDensity", "Site", "INIT_STRATEGIES"]
 
@@ -198,9 +198,10 @@ class LogDensity:
         )
         deterministic = tuple(n for n, s in trace.items() if s["type"] == "deterministic")
         plates, local = _subsampling(trace, [s.name for s in sites])
+        params = tuple(n for n, s in trace.items() if s["type"] == "param")
         bound_model.checked_data = checked  # scored without the support check from now on
         self.model = bound_model
-        self._layout = (tuple(sites), observed, deterministic, seed, plates, local)
+        self._layout = (tuple(sites), observed, deterministic, seed, plates, local, params)
 
     # ----- pytree -----------------------------------------------------------------
 
@@ -240,6 +241,11 @@ class LogDensity:
     def subsampled_plates(self):
         """name -> (size, subsample_size) of the plates that draw a minibatch per run."""
         return dict(self._layout[4])
+
+    @property
+    def params(self):
+        """Names of the model's `ppl.param`s (fixed at their initial values by samplers)."""
+        return self._layout[6]
 
     @property
     def local_sites(self):
@@ -447,6 +453,15 @@ class LogDensity:
             f"{method}, or use a method made for minibatches: SG-MCMC ('sgld', 'sghmc', ...) "
             "or VI ('vi')"
         )
+
+    def warn_fixed_params(self, method):
+        """Warn that `method` (a sampler) holds the model's `ppl.param`s fixed."""
+        if self.params:
+            warn(
+                f"{method}: {self.model.name} has ppl.param {list(self.params)}, which "
+                f"{method} holds at their initial values (only VI fits params); to infer "
+                "them, give them a prior with ppl.sample"
+            )
 
     def require_global_sites(self, owner, advice):
         """Raise a clear error if `owner` (one value per latent site, shared by every

@@ -367,6 +367,13 @@ def unranked_diagnostics(x):
 class Summary(dict):
     """Rows `name[index] -> {statistic: value}`; prints as a table."""
 
+    def __missing__(self, key):
+        rows = [r for r in self if isinstance(key, str) and r.startswith(f"{key}[")]
+        if rows:
+            shown = ", ".join(rows[:3]) + (", ..." if len(rows) > 3 else "")
+            raise KeyError(f"{key!r} has a row per component: {shown}")
+        raise KeyError(key)
+
     def __str__(self):
         rows = [[name] + [_cell(c, row[c]) for c in COLUMNS] for name, row in self.items()]
         table = [[""] + list(COLUMNS)] + rows

@@ -135,6 +135,7 @@ class MCMCMethod(Method):
         t0 = time.perf_counter()
         ld = model.log_density()
         ld.require_full_data(self.label)
+        ld.warn_fixed_params(self.label)
         self.check(ld)
         program = MCMCProgram(self, num_warmup)
         with explain_tracer_errors(model.name):

@@ -596,6 +596,7 @@ class Tempered(Method):
         t0 = time.perf_counter()
         ld = model.log_density()
         ld.require_full_data(self.label)
+        ld.warn_fixed_params(self.label)
         self.check(ld)
         program = _Program(
             self.num_particles, self.kernel, self.num_mcmc_steps, self.target_ess,
