@@ -270,3 +270,11 @@ def test_non_reparameterised_transitions_get_threefry_keys():
     )  # fmt: skip
     assert np.isfinite(post.log_evidence)
     assert post.samples["n"].shape == (1, 10, 5)
+
+
+def test_collapse_level_is_relative_for_few_particles_and_capped_for_many():
+    from ppl.smc.particle_filter import _collapse_warnings
+
+    assert _collapse_warnings(np.array([[1.0, 80.0]]), 100)  # one particle holds it all
+    assert _collapse_warnings(np.array([[9.0, 800.0]]), 1000)  # under 1%
+    assert not _collapse_warnings(np.array([[79.0, 5000.0]]), 10_000)  # dozens: no collapse
