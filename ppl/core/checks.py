@@ -2,11 +2,14 @@
 message, not a tracer; data found valid here is not checked again at every evaluation."""
 
 import copy
+import numbers
 from contextlib import contextmanager
 
 import jax
 import numpy as np
 from numpyro.distributions import (
+    CategoricalLogits,
+    CategoricalProbs,
     Distribution,
     ExpandedDistribution,
     Independent,
@@ -18,7 +21,7 @@ from numpyro.distributions.constraints import Constraint, independent
 from numpyro.primitives import Messenger
 from numpyro.util import not_jax_tracer
 
-from ppl.errors import DataError, ModelError
+from ppl.errors import DataError, ModelError, OptionError
 
 __all__ = [
     "check_observed_sites", "check_parameters", "observed_in_support", "SkipCheckedSupport",
@@ -33,12 +36,26 @@ def _broadcast(a, b):
         return None
 
 
-def distribution_name(fn):
-    """The name of `fn` without the wrappers of `expand`, `to_event` and `mask`
-    (`Poisson`, not `ExpandedDistribution`)."""
+_CATEGORICAL = (CategoricalProbs, CategoricalLogits)  # their values index their support
+
+
+def unwrapped(fn):
+    """`fn` without the wrappers of `expand`, `to_event` and `mask`, which keep its values
+    (a transformed distribution, e.g. LogNormal, stays as it is)."""
     while isinstance(fn, (MaskedDistribution, ExpandedDistribution, Independent)):
         fn = fn.base_dist
-    return type(fn).__name__
+    return fn
+
+
+def distribution_name(fn):
+    """The name of `fn` unwrapped (`Poisson`, not `ExpandedDistribution`)."""
+    return type(unwrapped(fn)).__name__
+
+
+def check_count(owner, name, value, minimum):
+    """OptionError unless `value` is an integer (not a bool) >= `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise OptionError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
 
 
 def _observed_mask(fn, shape):
@@ -95,7 +112,7 @@ def check_observed_sites(trace, model_name):
                 + "; reshape the data or the distribution's parameters so they agree"
                 + _subsample_hint(name, site, trace, value_shape)
             )
-        if distribution_name(site["fn"]).startswith("Categorical") and not jax.numpy.issubdtype(
+        if isinstance(unwrapped(site["fn"]), _CATEGORICAL) and not jax.numpy.issubdtype(
             jax.numpy.result_type(value), jax.numpy.integer
         ):
             raise DataError(
@@ -252,17 +269,17 @@ class SkipCheckedSupport(Messenger):
             msg["fn"] = _unvalidated(msg["fn"])
 
 
+#: What JAX raises when Python needs the value of a traced array (bool/int conversions
+#: are ConcretizationTypeErrors).
+TRACER_ERRORS = (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError)
+
+
 @contextmanager
 def explain_tracer_errors(model_name):
     """Turn JAX's tracer errors raised inside a model into an error that says what to change."""
     try:
         yield
-    except (
-        jax.errors.TracerArrayConversionError,
-        jax.errors.ConcretizationTypeError,
-        jax.errors.TracerBoolConversionError,
-        jax.errors.TracerIntegerConversionError,
-    ) as e:
+    except TRACER_ERRORS as e:
         raise ModelError(
             f"{model_name}: the model uses a sampled value where JAX needs a concrete one "
             f"({type(e).__name__}). Inside a model, compute with jax.numpy rather than numpy "

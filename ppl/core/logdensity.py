@@ -24,6 +24,7 @@ from numpyro.infer.util import _unconstrain_reparam, compute_log_probs
 
 from ppl.core import draws, handlers
 from ppl.core.checks import (
+    TRACER_ERRORS,
     check_observed_sites,
     check_parameters,
     distribution_name,
@@ -116,11 +117,7 @@ def _subsampling(trace, latent):
 
 
 #: What a model raises when it computes a Python value from a traced array.
-_NEEDS_CONCRETE = (
-    jax.errors.ConcretizationTypeError,
-    jax.errors.TracerArrayConversionError,
-    jax.errors.NonConcreteBooleanIndexError,
-)
+_NEEDS_CONCRETE = TRACER_ERRORS + (jax.errors.NonConcreteBooleanIndexError,)
 
 
 def _structure_of(bound_model, seed):

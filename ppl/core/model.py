@@ -9,10 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro.distributions import (
-    ExpandedDistribution,
     ImproperUniform,
-    Independent,
-    MaskedDistribution,
     Unit,
 )
 from numpyro.distributions.transforms import biject_to
@@ -20,7 +17,7 @@ from numpyro.infer import Predictive
 from numpyro.primitives import _PYRO_STACK, Messenger
 
 from ppl.core import handlers
-from ppl.core.checks import SkipCheckedSupport, traced_parameters_unchecked
+from ppl.core.checks import SkipCheckedSupport, traced_parameters_unchecked, unwrapped
 from ppl.errors import ModelError, OptionError
 
 __all__ = ["model", "Model", "BoundModel"]
@@ -46,17 +43,24 @@ def int_key(seed):
     return jax.random.key(seed)
 
 
-def _key(seed):
-    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+def as_key(seed):
+    """An int, a jax.random.key, or a legacy uint32 jax.random.PRNGKey -> a typed key."""
+    if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        if seed.shape == ():
+            return seed
+    elif isinstance(seed, (jax.Array, np.ndarray)):
+        if seed.dtype == np.uint32 and seed.shape == (2,):
+            return jax.random.wrap_key_data(jnp.asarray(seed))
+        if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
+            return int_key(int(seed))
+    elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         return int_key(int(seed))
-    return seed
+    raise OptionError(f"seed must be an integer or a jax.random.key (one key), got {seed!r}")
 
 
 def is_improper(fn):
     """Whether `fn` is (a wrapped) ImproperUniform: a flat prior with no draws."""
-    while isinstance(fn, (ExpandedDistribution, MaskedDistribution, Independent)):
-        fn = fn.base_dist
-    return isinstance(fn, ImproperUniform)
+    return isinstance(unwrapped(fn), ImproperUniform)
 
 
 def improper_values(radius):
@@ -242,7 +246,7 @@ class BoundModel:
         Latent ImproperUniform sites (no draws exist) get the value at 0 on the
         unconstrained scale.
         """
-        seeded = handlers.seed(self, rng_seed=_key(seed))
+        seeded = handlers.seed(self, rng_seed=as_key(seed))
         model = handlers.substitute(seeded, substitute_fn=improper_values(0.0))
         return handlers.trace(_unique_names(model, self.name)).get_trace()
 
@@ -264,7 +268,7 @@ class BoundModel:
                 "which has no draws; give them a proper prior to draw from it"
             )
         draws = Predictive(self, num_samples=int(num_samples), return_sites=value_sites(trace))(
-            _key(seed)
+            as_key(seed)
         )
         return dict(draws)
 

@@ -14,13 +14,13 @@ has one): on static shapes, so under jit the check runs once, while tracing.
 
 import functools
 import math
-import numbers
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ppl.core.checks import check_count
 from ppl.errors import OptionError
 
 __all__ = ["Bijector", "Chain", "Affine", "Permutation", "Reverse"]
@@ -257,8 +257,7 @@ class Reverse(Bijector):
 
 
 def check_positive_int(owner, name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise OptionError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
+    check_count(owner, name, value, minimum)
 
 
 def check_positive_number(owner, name, value):

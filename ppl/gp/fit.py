@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ppl.errors import DataError, InferenceError, OptionError
+from ppl.errors import DataError, OptionError
 from ppl.gp.kernels import Kernel, from_unconstrained, to_unconstrained
 from ppl.gp.model import finite_2d, gp_data
 from ppl.infer.method import Method, check_option
@@ -219,18 +219,14 @@ class _Fit(SVI):
             return fit
         return optax.multi_transform({"fit": fit, "fixed": optax.set_to_zero()}, _labels)
 
-    def _raise_if_failed(self, state):
-        """SVI's check, with advice for a GP fit (which has no guide)."""
-        at = np.asarray(state.failed_at)
-        bad = np.flatnonzero(at >= 0)
-        if bad.size:
-            raise InferenceError(
-                f"{type(self.gp).__name__}: fit(s) {bad.tolist()} failed at step "
-                f"{int(at[bad].min())}: {self.max_nonfinite + 1} consecutive steps had a "
-                "non-finite objective or gradient. Lower the optimizer's learning rate (e.g. "
-                "optimizer=optax.adam(1e-3)), clip gradients (clip_norm=10.0), or start the "
-                "kernel's hyperparameters and the noise nearer the scales of X and y"
-            )
+    # SVI's failure message, with advice for a GP fit (which has no guide)
+    _start_advice = (
+        "or start the kernel's hyperparameters and the noise nearer the scales of X and y"
+    )
+
+    @property
+    def _fitted(self):
+        return type(self.gp).__name__
 
     def _surrogate(self, model, guide, key, params, baseline):
         X, y = model

@@ -4,10 +4,9 @@ import numbers
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ppl.core.model import as_bound_model, int_key
+from ppl.core.model import as_bound_model, as_key
 from ppl.errors import OptionError, PPLError
 from ppl.infer.registry import did_you_mean, resolve
 from ppl.infer.sharding import CHAIN_METHODS, chain_mesh
@@ -24,21 +23,6 @@ def _positive_int(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
-
-
-def _key(seed):
-    """An int, a jax.random.key, or a legacy uint32 jax.random.PRNGKey -> a typed key."""
-    if isinstance(seed, jax.Array) and jax.dtypes.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        if seed.shape == ():
-            return seed
-    elif isinstance(seed, (jax.Array, np.ndarray)):
-        if seed.dtype == np.uint32 and seed.shape == (2,):
-            return jax.random.wrap_key_data(jnp.asarray(seed))
-        if seed.shape == () and jnp.issubdtype(seed.dtype, jnp.integer):
-            return int_key(int(seed))
-    elif isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
-        return int_key(int(seed))
-    raise OptionError(f"seed must be an integer or a jax.random.key (one key), got {seed!r}")
 
 
 def infer(
@@ -90,7 +74,7 @@ def infer(
     common = {
         "num_samples": _positive_int("num_samples", num_samples),
         "num_chains": _positive_int("num_chains", num_chains),
-        "seed": _key(seed),
+        "seed": as_key(seed),
         "progress": progress,
     }
     if "num_warmup" in method.common_options:

@@ -8,7 +8,7 @@ import numpy as np
 from numpyro.infer import Predictive
 from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
-from ppl.core.model import as_bound_model, value_sites
+from ppl.core.model import as_bound_model, as_key, value_sites
 from ppl.errors import PPLError, warn
 from ppl.infer.summary import summarize
 
@@ -94,9 +94,7 @@ class Posterior:
                     "around it): the posterior has draws of the fitted entries only; predict "
                     "for those, or make the new entries a site of their own"
                 )
-        from ppl.infer.api import _key  # (an int or a key, as infer's seed)
-
-        out = Predictive(model, posterior_samples=draws, return_sites=sites)(_key(seed))
+        out = Predictive(model, posterior_samples=draws, return_sites=sites)(as_key(seed))
         shape = (self.num_chains, self.num_samples)
         return {k: np.asarray(v).reshape(shape + v.shape[1:]) for k, v in out.items()}
 

@@ -18,7 +18,7 @@ from scipy.fft import next_fast_len
 
 __all__ = [
     "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
-    "unranked_diagnostics", "Summary", "summarize", "component_labels",
+    "unranked_diagnostics", "Summary", "summarize", "component_labels", "nonfinite_counts",
 ]  # fmt: skip
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -399,6 +399,12 @@ def _cell(column, value):
     if column == "r_hat" or value == 0 or 1e-2 <= abs(value) < 1e5:
         return f"{value:.3f}"
     return f"{value:.3e}"
+
+
+def nonfinite_counts(samples):
+    """site -> its number of non-finite values, for the sites of `samples` that have any."""
+    counts = {n: int(np.size(v) - np.count_nonzero(np.isfinite(v))) for n, v in samples.items()}
+    return {n: k for n, k in counts.items() if k}
 
 
 def component_labels(name, shape):

@@ -12,6 +12,7 @@ from ppl.core.checks import explain_tracer_errors
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
+from ppl.infer.summary import nonfinite_counts
 from ppl.mcmc.diagnostics import check_run, warn
 
 
@@ -177,8 +178,7 @@ class MCMCMethod(Method):
             "sampling_time": timings.get("sample", 0.0),
         }
         diag.update(check_run(self, stats, samples))
-        bad = {k: int(np.size(v) - np.isfinite(v).sum()) for k, v in (determ or {}).items()}
-        bad = {k: n for k, n in bad.items() if n}
+        bad = nonfinite_counts(determ or {})
         if bad:
             diag["warnings"].append(
                 f"{self.label}: deterministic site(s) have non-finite values ({bad}): the "

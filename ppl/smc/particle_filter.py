@@ -34,13 +34,12 @@ import numpy as np
 
 from ppl.core import draws
 from ppl.core.checks import explain_tracer_errors
-from ppl.errors import InferenceError, OptionError
+from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.driver import progress_bar, progress_enabled
 from ppl.infer.evidence import log_mean_exp
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
-from ppl.mcmc.diagnostics import warn
 from ppl.smc.resampling import check_scheme, effective_sample_size, resample
 from ppl.smc.state_space import describe, prefix, run_step, trace_log_prob
 

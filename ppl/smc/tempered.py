@@ -54,14 +54,13 @@ import numpy as np
 from ppl.core.checks import explain_tracer_errors
 from ppl.core.conditional import ConditionalDensity, block_indices
 from ppl.core.model import abstract_call, is_improper
-from ppl.errors import InferenceError, ModelError, OptionError
+from ppl.errors import InferenceError, ModelError, OptionError, warn
 from ppl.infer.driver import progress_bar, progress_enabled
 from ppl.infer.evidence import log_mean_exp
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register, resolve
 from ppl.mcmc.combinators import Blocks, Cycle, Mixture, Repeat
-from ppl.mcmc.diagnostics import warn
 from ppl.mcmc.gradient import GradientMethod
 from ppl.mcmc.method import MCMCMethod, constrained_values
 from ppl.mcmc.rwmh import RWMH

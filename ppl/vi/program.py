@@ -39,7 +39,6 @@ itself as a function of the particle values (`F_of`).
 
 import functools
 import inspect
-import numbers
 import zlib
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -52,9 +51,6 @@ from numpyro.distributions import (
     BernoulliProbs,
     CategoricalLogits,
     CategoricalProbs,
-    ExpandedDistribution,
-    Independent,
-    MaskedDistribution,
     Normal,
     Unit,
 )
@@ -62,6 +58,7 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
 
 from ppl.core import draws, handlers
+from ppl.core.checks import check_count, unwrapped
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import ModelError, OptionError
 from ppl.infer.registry import did_you_mean
@@ -615,12 +612,7 @@ def _assignments(enum_sites, num_particles):
 # ----- measure-valued derivatives ---------------------------------------------------
 
 
-def _base(fn):
-    """`fn` without the wrappers that keep its values (to_event, expand, mask); a
-    transformed distribution (LogNormal, ...) stays as it is."""
-    while isinstance(fn, (Independent, ExpandedDistribution, MaskedDistribution)):
-        fn = fn.base_dist
-    return fn
+_base = unwrapped  # (mvd draws values of the distribution inside the wrappers)
 
 
 _MVD_TYPES = (BernoulliProbs, BernoulliLogits, CategoricalProbs, CategoricalLogits, Normal)
@@ -898,12 +890,6 @@ def _with_defaults(fn, options):
     if "num_particles" in full:
         check_count(name, "num_particles", full["num_particles"], 1)
     return full
-
-
-def check_count(owner, name, value, minimum):
-    """OptionError unless `value` is an integer (not a bool) >= `minimum`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise OptionError(f"{owner}: {name}={value!r} must be an integer >= {minimum}")
 
 
 def _check_baseline(name, baseline):

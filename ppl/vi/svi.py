@@ -33,7 +33,7 @@ from numpyro.distributions import constraints
 from numpyro.distributions.transforms import biject_to
 
 from ppl.core import handlers
-from ppl.core.checks import explain_tracer_errors
+from ppl.core.checks import check_count, explain_tracer_errors
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.algorithm import keep_where
@@ -41,6 +41,7 @@ from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
+from ppl.infer.summary import nonfinite_counts
 from ppl.vi import guides
 from ppl.vi.objectives import ELBO
 from ppl.vi.optim import adam
@@ -231,9 +232,9 @@ class SVI(Method):
                 f"{cls}: optimizer={self.optimizer!r} must be an optax GradientTransformation, "
                 "e.g. optax.adam(1e-2)"
             )
-        _int_option(self, "num_steps", 1)
-        _int_option(self, "max_nonfinite", 0)
-        _int_option(self, "evidence_particles", 1)
+        check_count("SVI", "num_steps", self.num_steps, 1)
+        check_count("SVI", "max_nonfinite", self.max_nonfinite, 0)
+        check_count("SVI", "evidence_particles", self.evidence_particles, 1)
         if self.clip_norm is not None and not (
             isinstance(self.clip_norm, numbers.Real)
             and not isinstance(self.clip_norm, bool)
@@ -425,12 +426,18 @@ class SVI(Method):
         n = self.max_nonfinite + 1
         hint = "" if self.clip_norm else ", clip gradients (clip_norm=10.0)"
         raise InferenceError(
-            f"SVI: fit(s) {bad.tolist()} failed at step {first}: {n} consecutive steps (up to "
-            f"step {first}, counted from 0) had a non-finite loss, gradient or update. Lower the "
-            f"optimizer's learning rate{hint}, start the guide closer (e.g. a smaller "
-            "init_scale), or check that the model's log density is finite where the guide "
-            "draws; max_nonfinite sets how many such steps in a row are skipped"
+            f"{self._fitted}: fit(s) {bad.tolist()} failed at step {first}: {n} consecutive "
+            f"steps (up to step {first}, counted from 0) had a non-finite loss, gradient or "
+            f"update. Lower the optimizer's learning rate{hint}, {self._start_advice}; "
+            "max_nonfinite sets how many such steps in a row are skipped"
         )
+
+    #: Who failed, and how to start better, in `_raise_if_failed`'s message.
+    _fitted = "SVI"
+    _start_advice = (
+        "start the guide closer (e.g. a smaller init_scale), or check that the model's log "
+        "density is finite where the guide draws"
+    )
 
     def _diagnostics(self, state, losses, guide_program, params, timings):
         losses = np.asarray(losses)  # (fits, steps run)
@@ -493,12 +500,6 @@ class SVI(Method):
         return value
 
 
-def _int_option(method, name, minimum):
-    value = getattr(method, name)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise OptionError(f"SVI: {name}={value!r} must be an integer >= {minimum}")
-
-
 # ----- what the monitor, the draws and the evidence need ----------------------------
 
 
@@ -537,8 +538,7 @@ def _warn_nonfinite(label, samples, diagnostics):
             f"gradient or update and were skipped (per fit: {skipped.tolist()}); lower the "
             "learning rate or clip gradients (clip_norm=10.0) if this recurs"
         )
-    bad = {n: int(np.size(v) - np.isfinite(v).sum()) for n, v in samples.items()}
-    bad = {n: k for n, k in bad.items() if k}
+    bad = nonfinite_counts(samples)
     diagnostics["nonfinite_draws"] = sum(bad.values())
     if bad:
         shown = ", ".join(f"'{n}': {k}" for n, k in bad.items())
