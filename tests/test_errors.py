@@ -327,6 +327,16 @@ def test_discrete_latent_site_given_to_nuts():
         ppl.infer(with_count(1.0), **FAST)
 
 
+def test_enumerate_mark_under_nuts_is_named():
+    @ppl.model
+    def marked(y=None):
+        k = ppl.sample("k", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+        ppl.sample("y", dist.Normal(k, 1.0), obs=y)
+
+    with raises(ModelError, r"infer=\{'enumerate': ...\} on \['k'\] asks for NumPyro's enum"):
+        ppl.infer(marked(1.0), **FAST)
+
+
 def test_discrete_site_error_suggests_methods_that_handle_discrete_sites(monkeypatch):
     class Gibbs(Method):
         handles_discrete = True

@@ -41,6 +41,10 @@ BIJECTORS = {
     "chain": flows.Chain([flows.Planar(), flows.Radial(), flows.Reverse(), flows.iaf((8,))]),
     "conditional_iaf": flows.iaf(hidden=(8,), context_size=3),
     "conditional_spline_coupling": flows.spline_coupling(bins=4, hidden=(8,), context_size=3),
+    # the chain's context reaches its conditional layers only
+    "conditional_chain": flows.Chain(
+        [flows.iaf((8,), context_size=3), flows.Reverse(), flows.maf((8,))]
+    ),
 }
 
 
@@ -217,6 +221,8 @@ def test_refused_configurations_name_the_sizes():
         flows.Permutation([2, 1, 0]).init(jax.random.key(0), 4)
     with pytest.raises(OptionError, match="different event sizes"):
         flows.Chain([flows.Permutation([1, 0]), flows.Permutation([2, 1, 0])])
+    with pytest.raises(OptionError, match=r"contexts of different sizes \[2, 3\]"):
+        flows.Chain([flows.iaf((8,), context_size=3), flows.maf((8,), context_size=2)])
     with pytest.raises(OptionError, match="direction"):
         flows.Autoregressive(direction="sideways")
 

@@ -347,6 +347,11 @@ def test_refuses_discrete_and_improper():
         ({"resampling": "best"}, "resampling scheme"),
         ({"kernel": Tempered()}, "kernel"),
         ({"kernel": "no-such-kernel"}, "unknown method"),
+        ({"kernel": "pmmh"}, "contains pmmh, whose particle filter targets the model's untempered"),
+        (
+            {"kernel": ppl.mcmc.cycle(ppl.mcmc.RWMH(), ppl.smc.ParticleGibbs())},
+            "contains particle_gibbs",
+        ),
         ({"waste_free": 1}, "waste_free"),
         ({"waste_free": True, "num_particles": 1000}, r"num_particles=1000 .* = 11"),
         ({"waste_free": True, "num_particles": 100, "num_mcmc_steps": 2}, "100 .* = 3"),

@@ -189,6 +189,25 @@ def test_enumeration_is_exact_with_zero_variance(bernoulli):
     assert grads["t"].std() < 1e-6
 
 
+def test_numpyro_enumerate_mark_means_enum(bernoulli):
+    """A guide site marked as NumPyro's config_enumerate marks it is summed exactly."""
+    exact = bernoulli[0]
+
+    def marked_guide(x):
+        t = ppl.param("t", T0)
+        ppl.sample("z", dist.Bernoulli(logits=t), infer={"enumerate": "parallel"})
+
+    model, guide = bernoulli_model(1.0), ppl.BoundModel(marked_guide, (1.0,))
+    objective = vi.IWAE(num_particles=K_BERNOULLI)
+    params = vi.init_params(objective, jax.random.key(0), model, guide)
+    for seed in (0, 1):
+        key = jax.random.key(seed)
+        grad = jax.grad(
+            lambda p, k=key: objective.surrogate(k, p, model, guide, jnp.zeros(())).surrogate
+        )(params)
+        np.testing.assert_allclose(grad["t"], exact["t"], rtol=1e-5, atol=1e-6)
+
+
 def test_bernoulli_variance_ordering(bernoulli):
     # sd estimates from N=4000 draws are good to a few percent; the gaps are larger
     _, _, draws = bernoulli

@@ -54,6 +54,8 @@ class Site:
     support: object = field(compare=False, hash=False, repr=False)
     #: The finite support of a discrete site (same for every element), else None.
     support_values: tuple | None = field(default=None, compare=False, hash=False, repr=False)
+    #: The site's `infer={"enumerate": ...}` request (NumPyro's), which ppl does not honour.
+    enumerate: str | None = field(default=None, compare=False, hash=False, repr=False)
 
     @property
     def size(self):
@@ -180,6 +182,7 @@ class LogDensity:
             site = Site(
                 name, value.shape, tuple(ushape), offset, discrete,
                 distribution_name(s["fn"]), str(value.dtype), support, _support_values(s["fn"]),
+                (s.get("infer") or {}).get("enumerate"),
             )  # fmt: skip
             sites.append(site)
             offset += site.size
@@ -539,10 +542,17 @@ def require_continuous(density, method, alternatives=None):
         else "or replace it by a continuous relaxation (no installed method samples "
         "discrete sites yet)"
     )
+    enumerated = [n for n in density.discrete_sites if density.sites[n].enumerate]
+    unsupported = (
+        f" (infer={{'enumerate': ...}} on {enumerated} asks for NumPyro's enumeration, "
+        "which ppl's MCMC does not do)"
+        if enumerated
+        else ""
+    )
     raise ModelError(
         f"{density.model.name}: site '{name}' ({s.distribution}, support {s.support}) is "
         + (f"discrete (as are {others}), " if others else "discrete, ")
-        + f"and method '{method}' samples continuous densities only. Marginalise it "
+        + f"and method '{method}' samples continuous densities only{unsupported}. Marginalise it "
         "out in the model (e.g. dist.MixtureSameFamily for mixture assignments, or sum "
         f"over its values inside a ppl.factor), {suggest}."
     )

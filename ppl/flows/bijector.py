@@ -138,6 +138,12 @@ class Chain(Bijector):
         sizes = {b.event_size for b in layers} - {None}
         if len(sizes) > 1:
             raise OptionError(f"Chain: its layers work on different event sizes {sorted(sizes)}")
+        contexts = {b.context_size for b in layers} - {0}
+        if len(contexts) > 1:
+            raise OptionError(
+                f"Chain: its conditional layers read contexts of different sizes "
+                f"{sorted(contexts)}; give them all one context_size"
+            )
         object.__setattr__(self, "layers", layers)
 
     @property
@@ -162,22 +168,27 @@ class Chain(Bijector):
         keys = jax.random.split(key, len(self.layers))
         return tuple(b.init(k, dim) for b, k in zip(self.layers, keys))
 
+    @staticmethod
+    def _context_for(layer, context):
+        """The chain's context goes to its conditional layers only."""
+        return context if layer.context_size else None
+
     def forward_and_log_det(self, params, x, context=None):
         total = jnp.zeros(())
         for b, p in zip(self.layers, params):
-            x, log_det = b.forward_and_log_det(p, x, context)
+            x, log_det = b.forward_and_log_det(p, x, self._context_for(b, context))
             total = total + log_det
         return x, total
 
     def forward_and_score(self, params, x, score, context=None):
         for b, p in zip(self.layers, params):
-            x, score = b.forward_and_score(p, x, score, context)
+            x, score = b.forward_and_score(p, x, score, self._context_for(b, context))
         return x, score
 
     def inverse_and_log_det(self, params, y, context=None):
         total = jnp.zeros(())
         for b, p in zip(reversed(self.layers), reversed(params)):
-            y, log_det = b.inverse_and_log_det(p, y, context)
+            y, log_det = b.inverse_and_log_det(p, y, self._context_for(b, context))
             total = total + log_det
         return y, total
 

@@ -206,33 +206,6 @@ def check_convergence(samples):
 # ----- one run ----------------------------------------------------------------------
 
 
-def _label(method):
-    return method.name or type(method).__name__
-
-
-def _children(method):
-    """Sub-methods of a combinator in the order of its kernel's parts ("0.", "1.", ...):
-    the method objects in its fields, read in field order and through tuples (so
-    `Cycle.methods`, `Mixture.weighted`, `Repeat.method` and `Blocks.parts` all work)."""
-
-    def found(value):
-        if hasattr(value, "kernel_diagnostics"):
-            return [value]
-        if isinstance(value, (tuple, list)):
-            return [m for v in value for m in found(v)]
-        return []
-
-    fields = getattr(method, "__dataclass_fields__", {})
-    return [m for f in fields for m in found(getattr(method, f))]
-
-
-def _parts(method, prefix=""):
-    """(stat prefix, method) for the method and, recursively, the parts of combinators."""
-    yield prefix, method
-    for j, child in enumerate(_children(method)):
-        yield from _parts(child, f"{prefix}{j}.")
-
-
 def check_run(method, stats, samples=None):
     """Diagnostics of one MCMC run from its per-draw `stats` (name -> (chains, draws),
     parts of combined kernels as "j.name") and, when given, its `samples` (latent sites).
@@ -240,13 +213,13 @@ def check_run(method, stats, samples=None):
     Returns the dict that `post.diagnostics` is updated with; its "warnings" holds one
     message per problem found (the caller warns with each).
     """
-    label, parts = _label(method), dict(_parts(method))
+    label, parts = method.label, dict(method.walk())
 
     def where(prefix):  # "nuts", or "Cycle part 0.1 (nuts)" for a part of a combined kernel
         if not prefix:
             return label
         part = parts.get(prefix)
-        return f"{label} part {prefix[:-1]}" + (f" ({_label(part)})" if part else "")
+        return f"{label} part {prefix[:-1]}" + (f" ({part.label})" if part else "")
 
     diag, messages = {}, []
     for key, value in stats.items():

@@ -117,6 +117,9 @@ class MCMCMethod(Method):
     common_options = Method.common_options + (
         "num_warmup", "chain_method", "checkpoint", "convergence_checks",
     )  # fmt: skip
+    # whether its kernel leaves any density it is given invariant, a tempered one included
+    # (particle MCMC kernels run a filter on the model's own likelihood instead)
+    tempers = True
 
     def kernel(self, logdensity, num_warmup):
         """The kernel on `logdensity` (a LogDensity or a ConditionalDensity of a block)."""
@@ -128,6 +131,25 @@ class MCMCMethod(Method):
 
     def kernel_diagnostics(self, stats):
         return {}
+
+    def walk(self, prefix=""):
+        """(stat prefix, method) for this method and, recursively, the methods combined in
+        it, in the order of its kernel's parts ("0.", "0.1.", ...): the method objects in
+        its fields, read in field order and through tuples (`Cycle.methods`,
+        `Mixture.weighted`, `Repeat.method`, `Blocks.parts`)."""
+
+        def found(value):
+            if isinstance(value, MCMCMethod):
+                return [value]
+            if isinstance(value, (tuple, list)):
+                return [m for v in value for m in found(v)]
+            return []
+
+        yield prefix, self
+        fields = getattr(self, "__dataclass_fields__", {})
+        children = [m for f in fields for m in found(getattr(self, f))]
+        for j, child in enumerate(children):
+            yield from child.walk(f"{prefix}{j}.")
 
     def run(
         self, model, *, num_samples, num_warmup, num_chains, seed, progress,

@@ -179,6 +179,7 @@ class _ParticleMethod(MCMCMethod):
     resample_threshold: float = 0.5
     resampling: str = "systematic"
     init: str = "prior"
+    tempers = False  # its filter scores the untempered likelihood
 
     def __post_init__(self):
         super().__post_init__()

@@ -500,6 +500,15 @@ def _kernel(value):
             f"Tempered: kernel={value!r} must be an MCMC method object such as "
             "ppl.mcmc.RWMH(), ppl.mcmc.NUTS() or a combinator (ppl.mcmc.cycle(...))"
         )
+    untempered = [m.label for _, m in value.walk() if not m.tempers]
+    if untempered:
+        raise OptionError(
+            f"Tempered: the kernel contains {', '.join(untempered)}, whose particle "
+            "filter targets the model's untempered posterior, not the tempered stages; move "
+            "the particles with ppl.mcmc kernels (e.g. ppl.mcmc.RWMH() or ppl.mcmc.NUTS()), "
+            "or use particle MCMC (ppl.smc.PMMH, ppl.smc.ParticleGibbs in ppl.mcmc.blocks) "
+            "as the method itself"
+        )
     return value
 
 

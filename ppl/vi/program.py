@@ -14,7 +14,8 @@ few operations:
 `@objective` makes it a factory of `Objective`s, whose `surrogate(...)` is a scalar with
 the objective's value and, as its gradient, an unbiased estimate of the objective's
 gradient. Each guide site contributes by its own estimator (`ppl.sample(...,
-estimator=...)`, or a mapping given to the SVI method):
+estimator=...)`, or a mapping given to the SVI method; a site NumPyro's
+`config_enumerate` marked, `infer={"enumerate": ...}`, gets "enum"):
 
 - "reparam": the draw is a differentiable function of the parameters (pathwise);
 - "reinforce": score function; the top-level particle values F get a baseline b_k per
@@ -196,7 +197,10 @@ def _working_estimators(fn):
 
 def _estimator(run, msg):
     fn = msg["fn"]
-    chosen = run.estimators.get(msg["name"]) or (msg.get("infer") or {}).get("estimator")
+    infer = msg.get("infer") or {}
+    # NumPyro's `config_enumerate` marks (infer={"enumerate": ...}) mean an exact sum: "enum"
+    chosen = run.estimators.get(msg["name"]) or infer.get("estimator")
+    chosen = chosen or ("enum" if infer.get("enumerate") else None)
     if chosen is None:
         return "reparam" if fn.has_rsample else "reinforce"
     if chosen not in ESTIMATORS:
