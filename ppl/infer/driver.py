@@ -242,7 +242,6 @@ def run(
             timings.setdefault(phase.label, 0.0)
             if done >= stop or stop_all:
                 continue  # empty, run by an earlier attempt, or stopped by the monitor
-            bar.set_description(phase.label)
             t0 = time.perf_counter()
             los = range(max(start, done), stop, chunk_len)
 
@@ -253,7 +252,7 @@ def run(
                 n = min(chunk_len, stop - los[k])
                 return chunk(program, n < chunk_len, data, state, chain_keys, los[k], stop)
 
-            ahead = launch(0, state)
+            ahead = _timed_launch(bar, phase.label, launch, state)
             for k, lo in enumerate(los):
                 before, n = state, min(chunk_len, stop - lo)
                 state, out = ahead
@@ -290,6 +289,22 @@ def run(
     if kept is not None:
         kept = jax.tree.map(lambda x: np.swapaxes(x, 0, 1), kept)
     return sharding.gather(state), kept, timings
+
+
+def _timed_launch(bar, label, launch, state):
+    """A phase's first chunk, which may compile first: the bar says so meanwhile, and
+    its rate and time left leave the compilation out (a queued chunk returns at once)."""
+    if bar.disable:
+        return launch(0, state)
+    bar.set_description(f"{label} (compiling)")
+    t0 = time.perf_counter()
+    out = launch(0, state)
+    spent = time.perf_counter() - t0
+    if spent > 0.05:
+        bar.start_t += spent
+        bar.last_print_t += spent
+    bar.set_description(label)
+    return out
 
 
 def _checkpoint(path, program, data, state, chain_keys, phases, mesh):
