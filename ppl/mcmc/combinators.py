@@ -52,7 +52,7 @@ def _combine(state, new_parts, infos, z, pe, grad):
     return MCMCState(state.i + 1, z, pe, grad, tuple(new_parts), grad_evals), info
 
 
-def _shared_kernel(kernels, step, uses_gradient):
+def _shared_kernel(kernels, step, uses_gradient, refresh_on_handover=False):
     """A kernel whose parts all live on the full position (cycle, mixture, repeat)."""
 
     def init(key, z):
@@ -70,7 +70,7 @@ def _shared_kernel(kernels, step, uses_gradient):
             adapt=parts, grad_evals=grad_evals,
         )  # fmt: skip
 
-    return Kernel(init, step, refresh, uses_gradient)
+    return Kernel(init, step, refresh, uses_gradient, refresh_on_handover=refresh_on_handover)
 
 
 def cycle_kernels(kernels):
@@ -129,7 +129,12 @@ def repeat_kernel(kernel, times):
     """Run `kernel` `times` times per step (a scan, compiled once)."""
 
     def step(key, state):
+        # from the position, potential and gradient handed over to this kernel (by a
+        # combinator around it), which its part's state does not hold yet
         (inner,) = state.adapt
+        inner = inner._replace(
+            z=state.z, potential_energy=state.potential_energy, z_grad=state.z_grad
+        )
 
         def body(s, k):
             return kernel.step(k, s)
@@ -139,7 +144,7 @@ def repeat_kernel(kernel, times):
         new, info = _combine(state, [inner], [last], inner.z, inner.potential_energy, inner.z_grad)
         return new, info._replace(accept_prob=jnp.mean(infos.accept_prob))
 
-    return _shared_kernel([kernel], step, kernel.uses_gradient)
+    return _shared_kernel([kernel], step, kernel.uses_gradient, kernel.refresh_on_handover)
 
 
 def blocks_kernel(logdensity, parts, num_warmup):
