@@ -29,6 +29,13 @@ class CheckpointError(PPLError, ValueError):
     """A checkpoint file that cannot be resumed: corrupt, truncated, or from another run."""
 
 
+class SiteError(PPLError, KeyError):
+    """A site name the posterior (or model) does not have."""
+
+    def __str__(self):  # KeyError would print the message quoted
+        return str(self.args[0])
+
+
 class SamplingWarning(UserWarning):
     """A sampler's diagnostics look wrong (divergences, R-hat, low ESS, E-BFMI...)."""
 

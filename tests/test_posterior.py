@@ -16,7 +16,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 
 import ppl
-from ppl.errors import PPLError
+from ppl.errors import PPLError, SiteError
 from ppl.infer import summary
 from ppl.infer.summary import COLUMNS, _average_ranks
 
@@ -401,6 +401,57 @@ def test_pointwise_log_likelihood_for_loo(regression, regression_nuts):
     exact = stats.norm.logpdf(np.asarray(regression.y, np.float64), mean, NOISE_SD)
     np.testing.assert_allclose(loglik, exact, rtol=1e-4, atol=1e-4)
     assert np.isfinite(az.loo(idata).elpd_loo)
+
+
+def test_masked_entries_are_no_data_points_for_loo():
+    """obs_mask's masked entries have no likelihood: NaN pointwise, left out for az.loo
+    (they counted as data points with log likelihood 0, Pareto k = inf)."""
+    y = np.array([1.0, np.nan, 2.0, np.nan, 0.5])
+
+    @ppl.model
+    def imputed(y):
+        mu = ppl.sample("mu", ppl.dist.Normal(0, 5))
+        with ppl.plate("n", len(y)):
+            ppl.sample("y", ppl.dist.Normal(mu, 1), obs=np.nan_to_num(y), obs_mask=~np.isnan(y))
+
+    mu = np.random.default_rng(0).normal(1.2, 0.4, size=(2, 50))
+    post = ppl.Posterior({"mu": mu}, model=imputed(y), latent_sites=["mu"])
+    pointwise = post.log_likelihood()["y_observed"]
+    exact = stats.norm.logpdf(np.nan_to_num(y), mu[..., None], 1.0)
+    observed = ~np.isnan(y)
+    np.testing.assert_allclose(pointwise[..., observed], exact[..., observed], rtol=1e-5)
+    assert np.isnan(pointwise[..., ~observed]).all()
+    idata = post.to_arviz()
+    np.testing.assert_allclose(
+        idata.log_likelihood["y_observed"].values, exact[..., observed], rtol=1e-5
+    )
+    assert set(idata.observed_data) == {"y_observed"}
+
+
+def test_arviz_reads_the_stats_of_a_combined_kernels_part():
+    rng = np.random.default_rng(1)
+    energy = rng.normal(size=(2, 50))
+    diverging = rng.uniform(size=(2, 50)) < 0.1
+    post = ppl.Posterior(
+        {"a": rng.normal(size=(2, 50))},
+        sample_stats={
+            "0.accept_prob": np.ones((2, 50)),
+            "1.energy": energy,
+            "1.diverging": diverging,
+        },
+    )
+    idata = post.to_arviz(posterior_predictive={"y": rng.normal(size=(2, 50, 3))})
+    np.testing.assert_array_equal(idata.sample_stats["energy"].values, energy)
+    np.testing.assert_array_equal(idata.sample_stats["diverging"].values, diverging)
+    assert np.all(np.isfinite(az.bfmi(idata)))
+    assert idata.posterior_predictive["y"].shape == (2, 50, 3)
+
+
+def test_an_unknown_site_is_named_with_the_sites():
+    post = ppl.Posterior({"alpha": np.zeros((1, 4))})
+    for get in (post.flat, post.__getitem__, lambda n: post.summary(sites=[n])):
+        with pytest.raises(SiteError, match=r"no site 'alpah' .*did you mean 'alpha'.*\['alpha'\]"):
+            get("alpah")
 
 
 def test_a_vector_site_by_name_lists_its_rows(synthetic):

@@ -4,18 +4,25 @@ import json
 import zipfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from numpyro import handlers
+from numpyro.distributions import MaskedDistribution
 from numpyro.infer import Predictive
-from numpyro.infer.util import log_likelihood as numpyro_log_likelihood
 
 from ppl.core.model import as_bound_model, as_key, value_sites
-from ppl.errors import PPLError, warn
+from ppl.errors import PPLError, SiteError, warn
+from ppl.infer.registry import did_you_mean
 from ppl.infer.summary import summarize
 
 __all__ = ["Posterior", "load"]
 
 _FORMAT = "ppl.Posterior/1"
 _ARVIZ_STATS = {"accept_prob": "acceptance_rate", "num_grad_evals": "n_steps"}
+# per-draw stats ArviZ reads by name (az.bfmi, plot_energy, plot_pair(divergences=True)),
+# which a combined kernel reports per part ("1.energy")
+_ARVIZ_PART_STATS = ("diverging", "energy", "tree_depth")
+_LOG_LIKELIHOOD_BATCH = 256  # draws per vectorised evaluation of the pointwise likelihood
 
 
 class Posterior:
@@ -50,7 +57,14 @@ class Posterior:
         return next(iter(self.samples.values())).shape[1]
 
     def __getitem__(self, name):
-        return self.samples[name]
+        return self.samples[self._site(name)]
+
+    def _site(self, name):
+        """`name`, or a SiteError listing the sites (with a did-you-mean)."""
+        if name in self.samples:
+            return name
+        hint = did_you_mean(name, list(self.samples)) if isinstance(name, str) else ""
+        raise SiteError(f"no site {name!r} in this posterior{hint}; sites are {list(self.samples)}")
 
     def __repr__(self):
         sites = ", ".join(f"{k}{tuple(v.shape[2:])}" for k, v in self.samples.items())
@@ -61,7 +75,7 @@ class Posterior:
 
     def flat(self, name):
         """Draws of `name` with chains and draws merged into one leading axis."""
-        v = self.samples[name]
+        v = self[name]
         return v.reshape((-1,) + v.shape[2:])
 
     def summary(self, sites=None):
@@ -69,10 +83,7 @@ class Posterior:
         names = list(
             self.samples if sites is None else [sites] if isinstance(sites, str) else sites
         )
-        unknown = [n for n in names if n not in self.samples]
-        if unknown:
-            raise PPLError(f"no sites {unknown} in this posterior; sites are {list(self.samples)}")
-        return summarize({n: self.samples[n] for n in names})
+        return summarize({self._site(n): self.samples[n] for n in names})
 
     def predictive(self, model, seed=0):
         """Posterior-predictive draws of every site of `model` that is not a latent site here.
@@ -124,23 +135,46 @@ class Posterior:
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
-    def to_arviz(self, log_likelihood=True):
-        """An `arviz.InferenceData` (needs ArviZ installed: `pip install arviz`), with the
-        pointwise log likelihood of each observed site at every draw (for `az.loo` and
-        `az.waic`) when the fitted model is known and `log_likelihood` is true."""
+    def to_arviz(self, log_likelihood=True, posterior_predictive=None):
+        """An `arviz.InferenceData` (needs ArviZ installed: `pip install arviz`).
+
+        Groups: posterior, sample_stats (ArviZ's names; a combined kernel's part stats
+        also under their plain names, e.g. "energy" for `az.bfmi`), and for a known
+        model observed_data and, when `log_likelihood` is true, the pointwise log
+        likelihood (for `az.loo` and `az.waic`: masked-out entries left out, each site's
+        observed entries along one axis). `posterior_predictive`: draws from
+        `post.predictive(...)`, for `az.plot_ppc`.
+        """
         try:
             import arviz as az
         except ImportError:
             raise PPLError("to_arviz() needs ArviZ: pip install arviz") from None
-        stats = {_ARVIZ_STATS.get(k, k): v for k, v in self.sample_stats.items()}
-        pointwise = self.log_likelihood() if log_likelihood and self.model is not None else None
-        return az.from_dict(
-            posterior=self.samples, sample_stats=stats or None, log_likelihood=pointwise or None
-        )
+        groups = {"posterior": self.samples, "sample_stats": _arviz_stats(self.sample_stats)}
+        if self.model is not None:
+            observed = {
+                n: np.asarray(s["value"])
+                for n, s in self.model.trace(0).items()
+                if s["type"] == "sample" and s["is_observed"] and s["value"] is not None
+            }
+            groups["observed_data"] = observed
+            if log_likelihood:
+                values, counted = self._pointwise_log_likelihood()
+                groups["log_likelihood"] = {
+                    n: v if counted[n].all() else v[..., counted[n]] for n, v in values.items()
+                }
+        if posterior_predictive is not None:
+            groups["posterior_predictive"] = dict(posterior_predictive)
+        return az.from_dict(**{k: v for k, v in groups.items() if v})
 
     def log_likelihood(self):
         """name -> (chains, draws, *data shape): each observed site's log likelihood per
-        data point at every draw, for the fitted model (its data as bound)."""
+        data point at every draw, for the fitted model (its data as bound). Entries a
+        mask leaves out (`obs_mask`, `handlers.mask`) are not data: NaN."""
+        values, counted = self._pointwise_log_likelihood()
+        return {n: np.where(counted[n], v, np.nan) for n, v in values.items()}
+
+    def _pointwise_log_likelihood(self):
+        """(name -> log likelihood (chains, draws, *batch shape), name -> where it counts)."""
         if self.model is None:
             raise PPLError("this Posterior has no model (e.g. one loaded from a file)")
         if self.model.log_density().subsampled_plates:
@@ -148,9 +182,50 @@ class Posterior:
                 f"{self.model.name} subsamples its data: bind it without subsample_size for "
                 "the log likelihood of every data point"
             )
-        draws = {n: self.samples[n] for n in self.latent_sites}
-        out = numpyro_log_likelihood(self.model, draws, batch_ndims=2)
-        return {k: np.asarray(v) for k, v in out.items()}
+        model = self.model
+
+        def one(draw):
+            traced = handlers.trace(handlers.seed(handlers.substitute(model, data=draw), 0))
+            out = {}
+            for name, site in traced.get_trace().items():
+                if site["type"] == "sample" and site["is_observed"]:
+                    out[name] = _log_likelihood_and_mask(site)
+            return out
+
+        draws = {n: self.flat(n) for n in self.latent_sites}
+        out = jax.lax.map(one, draws, batch_size=_LOG_LIKELIHOOD_BATCH)
+        shape = (self.num_chains, self.num_samples)
+        values = {n: np.asarray(v).reshape(shape + v.shape[1:]) for n, (v, _) in out.items()}
+        counted = {n: np.asarray(m[0]) for n, (_, m) in out.items()}
+        return values, counted
+
+
+def _log_likelihood_and_mask(site):
+    """An observed site's pointwise log likelihood and where it counts (its masks)."""
+    fn = site["fn"]
+    log_prob = fn.log_prob(site["value"])
+    counted = jnp.ones(jnp.shape(log_prob), bool)
+    while isinstance(fn, MaskedDistribution):
+        counted = counted & fn._mask
+        fn = fn.base_dist
+    if site.get("mask") is not None:
+        counted = counted & site["mask"]
+    return log_prob, jnp.broadcast_to(counted, jnp.shape(log_prob))
+
+
+def _arviz_stats(stats):
+    """Per-draw stats under ArviZ's names; a combined kernel's parts' divergences are
+    joined, and its energy and tree depth named plainly where one part has them."""
+    out = {_ARVIZ_STATS.get(k, k): v for k, v in stats.items()}
+    for name in _ARVIZ_PART_STATS:
+        parts = [v for k, v in stats.items() if "." in k and k.rsplit(".", 1)[1] == name]
+        if name in out or not parts:
+            continue
+        if name == "diverging":
+            out[name] = np.logical_or.reduce(parts)
+        elif len(parts) == 1:
+            out[name] = parts[0]
+    return out
 
 
 def _warn_if_surprising(model, trace, latent_sites):
