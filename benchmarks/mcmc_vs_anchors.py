@@ -171,7 +171,7 @@ def ppl_method(model, kernel):
     if kernel == "nuts":
         return ppl.mcmc.NUTS()
     if kernel == "hmc":
-        return ppl.mcmc.HMC(num_steps=HMC_STEPS[model])
+        return ppl.mcmc.HMC(num_steps=HMC_STEPS[model], jitter=False)  # as BlackJAX: fixed L
     if kernel == "mala":
         return ppl.mcmc.MALA()
     return ppl.mcmc.RWMH()

@@ -54,7 +54,7 @@ def run_ppl(seed):
 
     x, y = data()
     method = ppl.smc.Tempered(
-        num_particles=NUM_PARTICLES, kernel=ppl.mcmc.HMC(num_steps=LEAPFROG_STEPS),
+        num_particles=NUM_PARTICLES, kernel=ppl.mcmc.HMC(num_steps=LEAPFROG_STEPS, jitter=False),
         num_mcmc_steps=NUM_MCMC_STEPS, target_ess=TARGET_ESS,
     )  # fmt: skip
     post = ppl.infer(

@@ -120,9 +120,17 @@ def test_killed_run_resumes_with_the_uninterrupted_draws(reference, tmp_path):
     saved = meta(path)
     assert (saved["step"], saved["phase"]) == (6 * CHUNK, "warmup")  # killed mid-warmup
     assert not list(tmp_path.glob("*.tmp*"))  # the write was atomic: no temporary left
+    # a save killed before its rename leaves its temporary, removed on resuming (unless
+    # its process still runs)
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    orphan, live = (tmp_path / f"run.ckpt.tmp{pid}" for pid in (finished.pid, os.getppid()))
+    orphan.write_bytes(b"partial")
+    live.write_bytes(b"being written")
     resumed = ppl.infer(model(), "nuts", checkpoint=path, **SETTINGS)
     assert_same_posterior(resumed, reference)
     assert meta(path)["step"] == 80
+    assert not orphan.exists() and live.exists()
 
 
 def test_run_interrupted_while_sampling_resumes_exactly(reference, tmp_path, monkeypatch, capsys):

@@ -246,7 +246,7 @@ def test_combined_kernel_diagnostics_per_part():
     assert out["nonfinite_draws"] == 0
     text = "\n".join(out["warnings"])
     assert len(out["warnings"]) == 3, text
-    assert "Cycle: 3 divergent transitions" in text
+    assert "Cycle: 3 divergent transitions after warmup in part 2 (nuts) (per chain" in text
     assert "Cycle part 0.0 (nuts): E-BFMI below 0.3" in text
     assert "Cycle part 2 (nuts): 400 draws hit max_tree_depth=3" in text
 

@@ -90,8 +90,8 @@ def assert_moments(draws, mean, cov=None):
 GRADIENT_METHODS = {
     "mala": "mala",
     "mala-dense": MALA(dense_mass=True),
-    "hmc": "hmc",
-    "hmc-jitter": HMC(num_steps=8, jitter=True),
+    "hmc": "hmc",  # 16 steps, jittered
+    "hmc-fixed": HMC(num_steps=8, jitter=False),
     "hmc-path-jitter": HMC(path_length=2.0, jitter=True),
 }
 
@@ -132,14 +132,14 @@ def test_gradient_kernels_report_their_work(gradient_run, name):
 
 
 def test_hmc_takes_a_fixed_number_of_steps(gradient_run):
-    np.testing.assert_array_equal(gradient_run("hmc").sample_stats["num_steps"], 16)
+    np.testing.assert_array_equal(gradient_run("hmc-fixed").sample_stats["num_steps"], 8)
 
 
 def test_hmc_jitter_draws_step_counts_around_the_nominal_length(gradient_run):
-    # num_steps=8: uniform on {1, ..., 15}, mean 8, sd sqrt((15² - 1) / 12) ≈ 4.3
-    steps = gradient_run("hmc-jitter").sample_stats["num_steps"]
-    assert steps.min() == 1 and steps.max() == 15
-    assert abs(steps.mean() - 8) < NUM_SIGMAS * math.sqrt((15**2 - 1) / 12 / steps.size)
+    # the default, 16 steps jittered: uniform on {1, ..., 31}, mean 16, sd ≈ 8.9
+    steps = gradient_run("hmc").sample_stats["num_steps"]
+    assert steps.min() == 1 and steps.max() == 31
+    assert abs(steps.mean() - 16) < NUM_SIGMAS * math.sqrt((31**2 - 1) / 12 / steps.size)
     # path_length=2.0: L = ceil(2.0 / step size) per chain, steps in {1, ..., 2L - 1}
     post = gradient_run("hmc-path-jitter")
     steps = post.sample_stats["num_steps"]

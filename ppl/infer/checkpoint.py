@@ -28,6 +28,7 @@ run asking for it, raises `CheckpointError` naming the path and what differs:
 a run never restarts silently.
 """
 
+import glob
 import hashlib
 import inspect
 import json
@@ -196,6 +197,24 @@ def _kept_steps(phases, step):
     return total
 
 
+def _remove_orphans(path):
+    """Delete the temporary files of saves cut short (the process that wrote one was
+    killed before its rename): `path.tmp<pid>` with no such process running."""
+    for tmp in glob.glob(glob.escape(path) + ".tmp*"):
+        pid = tmp[len(path) + 4 :]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)  # raises if no such process
+        except ProcessLookupError:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        except OSError:
+            pass  # alive (another user's process): leave it
+
+
 class Checkpoint:
     """The checkpoint file of one run: `load()` before the first chunk, `save()` after each."""
 
@@ -236,6 +255,7 @@ class Checkpoint:
         `kept_template()` gives the collected output of one step (shape (1, chains, ...)),
         to check and rebuild the kept draws; `kept` is None when none were kept yet.
         """
+        _remove_orphans(self.path)
         if not os.path.exists(self.path):
             return None
         meta, arrays = self._read()

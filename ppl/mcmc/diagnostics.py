@@ -226,13 +226,18 @@ def check_run(method, stats, samples=None):
         if key.endswith(".accept_prob"):  # parts of combined kernels
             diag[key[: -len("accept_prob")] + "accept_rate"] = value.mean(axis=1)
 
-    diverging = [v for k, v in stats.items() if k.split(".")[-1] == "diverging"]
+    diverging = {
+        k[: -len("diverging")]: v for k, v in stats.items() if k.split(".")[-1] == "diverging"
+    }
     if diverging:
-        diag["divergences"] = sum(v.sum(axis=1) for v in diverging)
+        diag["divergences"] = sum(v.sum(axis=1) for v in diverging.values())
         total = int(diag["divergences"].sum())
         if total:
+            found_in = [where(p)[len(label) + 1 :] for p, v in diverging.items() if p and v.any()]
             messages.append(
-                f"{label}: {total} divergent transitions after warmup (per chain: "
+                f"{label}: {total} divergent transitions after warmup "
+                + (f"in {' and '.join(found_in)} " if found_in else "")
+                + f"(per chain: "
                 f"{diag['divergences'].tolist()}); the draws may be biased. Raise "
                 "target_accept (e.g. 0.95) or reparameterise the model (e.g. non-centred "
                 "hierarchical scales)."

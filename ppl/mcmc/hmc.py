@@ -115,16 +115,19 @@ def hmc_proposal(
 @register("hmc")
 @dataclass(frozen=True)
 class HMC(GradientMethod):
-    """Hamiltonian Monte Carlo with a fixed trajectory length and Stan-style warmup.
+    """Hamiltonian Monte Carlo with a set (jittered) trajectory length and Stan-style warmup.
 
-    >>> ppl.infer(m, method=ppl.mcmc.HMC(num_steps=32, jitter=True))
+    >>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
+    >>> ppl.infer(m, method=ppl.mcmc.HMC(num_steps=32))  # jittered: 1 to 63 steps, mean 32
     >>> ppl.infer(m, method=ppl.mcmc.HMC(path_length=3.0))
 
     num_steps: leapfrog steps per iteration (default 16 unless path_length is given).
     path_length: trajectory length instead; the steps per iteration are then
         ⌈path_length / step_size⌉ (at most `max_steps`), following the adapted step size.
     jitter: draw each iteration's number of steps uniformly from {1, ..., 2L − 1}
-        (mean L), which avoids the periodic trajectories of a fixed length.
+        (mean L), which avoids the periodic trajectories of a fixed length (on a
+        near-Gaussian posterior a fixed L can return a chain to where it started
+        again and again: ESS of a few draws). On by default; False for a fixed L.
     target_accept: dual-averaging target of the acceptance probability.
     dense_mass: adapt a dense mass matrix instead of a diagonal one.
     step_size: initial step size (tuned during warmup unless adapt_step_size=False).
@@ -133,7 +136,7 @@ class HMC(GradientMethod):
 
     num_steps: int | None = None
     path_length: float | None = None
-    jitter: bool = False
+    jitter: bool = True
     max_steps: int = 1024
 
     def __post_init__(self):
