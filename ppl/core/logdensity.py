@@ -160,6 +160,7 @@ class LogDensity:
     sites and Jacobians) and `log_likelihood` (observed sites and factors), the
     split that tempering needs.
 
+    >>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
     >>> ld = m.log_density()
     >>> z, found = ld.init(jax.random.key(0))
     >>> value, grad = ld.value_and_grad(z)

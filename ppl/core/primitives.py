@@ -21,6 +21,9 @@ __all__ = ["sample", "param", "plate", "deterministic", "factor", "scan", "ESTIM
 #: Gradient estimators a latent site may ask for (used by variational methods).
 ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
+# NumPyro's own functions, re-exported unchanged, so `help(ppl.param)` etc. show NumPyro's
+# docstrings (naming numpyro.infer.SVI). In ppl, ppl.vi.SVI optimizes a ppl.param, and
+# samplers hold it at its initial value and warn.
 param = numpyro.param
 deterministic = numpyro.deterministic
 factor = numpyro.factor
@@ -29,13 +32,20 @@ factor = numpyro.factor
 def scan(f, init, xs, length=None, reverse=False, history=1):
     """NumPyro's `scan` (a time loop whose steps may sample), with `f`'s output checked:
     `f(carry, x)` must return (new carry, output), the carry keeping its structure and
-    shapes (else a ModelError naming `f`, not JAX's error about scan types).
+    shapes (else a ModelError naming `f`, not JAX's error about scan types). Like
+    `ppl.sample`, it runs inside a model:
 
-    >>> def step(x, y):
-    ...     x = ppl.sample("x", dist.Normal(0.9 * x, 1.0))
-    ...     ppl.sample("y", dist.Normal(x, 0.5), obs=y)
-    ...     return x, None
-    >>> ppl.scan(step, 0.0, ys)
+    >>> import jax.numpy as jnp
+    >>> import ppl
+    >>> from ppl import dist
+    >>> @ppl.model
+    ... def ar1(ys):
+    ...     def step(x, y):
+    ...         x = ppl.sample("x", dist.Normal(0.9 * x, 1.0))
+    ...         ppl.sample("y", dist.Normal(x, 0.5), obs=y)
+    ...         return x, None
+    ...     ppl.scan(step, 0.0, ys)
+    >>> post = ppl.infer(ar1(jnp.zeros(20)), method="pf", num_chains=2)
     """
 
     @functools.wraps(f)

@@ -1,6 +1,7 @@
 """Normalizing flows: bijectors (one method, `forward_and_log_det`, the rest derived)
 and flow guides over a model's unconstrained space.
 
+>>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
 >>> flow = ppl.flows.Chain([ppl.flows.Planar() for _ in range(8)])
 >>> post = ppl.infer(m, method=ppl.vi.SVI(guide=ppl.flows.FlowGuide(flow)))
 """

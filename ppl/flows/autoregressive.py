@@ -59,6 +59,20 @@ def _check_context(owner, context_size, context):
 
 @dataclass(frozen=True)
 class Autoregressive(Bijector):
+    """A masked autoregressive bijector: y_i = τ(x_i; c_i), with τ the elementwise
+    `transformer` (`AffineTransformer` or `SplineTransformer`) and its parameters c_i from
+    a MADE network (`hidden` layer sizes). direction="iaf": c_i reads x_<i, so sampling
+    (a guide's forward pass) is one pass; "maf": c_i reads y_<i, so density evaluation
+    (the inverse) is one pass; the other direction takes dim passes. The Jacobian is
+    triangular, so log|det| is a cheap sum. `context_size` > 0 makes it conditional on a
+    context vector. `iaf`, `maf` and `spline_autoregressive` build the usual ones.
+
+    >>> import jax, jax.numpy as jnp, ppl
+    >>> layer = ppl.flows.Autoregressive(ppl.flows.SplineTransformer(), hidden=(8,))
+    >>> params = layer.init(jax.random.key(0), 3)
+    >>> y, log_det = layer.forward_and_log_det(params, jnp.array([0.3, -1.2, 0.5]))
+    """
+
     transformer: object = AffineTransformer()
     hidden: tuple = (32, 32)
     direction: str = "iaf"
@@ -114,6 +128,19 @@ class Autoregressive(Bijector):
 
 @dataclass(frozen=True)
 class Coupling(Bijector):
+    """A coupling bijector (RealNVP, Dinh et al. 2017): the first `split` coordinates
+    (default dim // 2) pass unchanged, and an MLP (`hidden` layer sizes) of them gives the
+    elementwise `transformer`'s parameters for the others. Both directions are one pass and
+    it has the fast path gradient (`has_fast_score`); alternate it with
+    `ppl.flows.Reverse()` or `Permutation` so every coordinate gets transformed.
+    `real_nvp` and `spline_coupling` build the usual ones.
+
+    >>> import jax, jax.numpy as jnp, ppl
+    >>> layer = ppl.flows.Coupling(ppl.flows.AffineTransformer(), hidden=(8,))
+    >>> params = layer.init(jax.random.key(0), 2)
+    >>> x, log_det = layer.inverse_and_log_det(params, jnp.array([0.3, -1.2]))
+    """
+
     transformer: object = AffineTransformer()
     hidden: tuple = (32, 32)
     split: int | None = None  # default dim // 2

@@ -43,6 +43,7 @@ accept/reject decisions are held fixed (no score-function term for them), as in 
 paper, so the gradient of E[log w] is slightly biased where acceptance depends on the
 parameters. Step sizes are learned too with `learn_step_size=True`.
 
+>>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
 >>> snf = ppl.flows.SNFGuide([ppl.flows.Affine(), ppl.flows.Langevin(0.3, num_steps=2),
 ...                           ppl.flows.Planar(), ppl.flows.Langevin(0.3, num_steps=2)])
 >>> post = ppl.infer(m, method=ppl.vi.SVI(guide=snf, objective=ppl.vi.ELBO()))

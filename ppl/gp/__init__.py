@@ -1,6 +1,7 @@
 """Gaussian processes: kernels, GP model components, exact GP regression, SVGP and
 coreset-based tempered variational inference (CVTGP).
 
+>>> # X: (N, D) inputs, y: (N,) outputs, X_new: inputs to predict at
 >>> k = ppl.gp.kernels.RBF(lengthscale=0.5) + ppl.gp.kernels.Periodic(period=1.0)
 >>> m = ppl.gp.regression(X, y, kernel=k, noise=0.1)        # a BoundModel
 >>> post = ppl.infer(m, method=ppl.gp.CoresetVI(num_points=100, batch_size=512),

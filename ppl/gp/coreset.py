@@ -100,6 +100,7 @@ def coreset_elbo(kernel, X_M, Y_M, beta, noise_var, X, y, mean_fn=None, *, scale
 class CoresetVI(GPMethod):
     """Coreset-based tempered variational GP inference (CVTGP).
 
+    >>> # X: (N, D) inputs, y: (N,) outputs, X_new: inputs to predict at
     >>> m = ppl.gp.regression(X, y, kernel=ppl.gp.kernels.RBF(), noise=0.1)
     >>> post = ppl.infer(m, method=ppl.gp.CoresetVI(num_points=100, batch_size=512,
     ...                  num_steps=2000), num_chains=1)

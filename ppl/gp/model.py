@@ -62,6 +62,10 @@ def sample(name, gp, X, *, obs=None, jitter=JITTER):
 
 
 def gp_regression(X, y, kernel, noise, mean_fn=None, likelihood="gaussian"):
+    """The model function behind `ppl.gp.regression` (undecorated): f ~ GP(mean_fn,
+    kernel) at X, then y ~ Normal(f, noise), or Bernoulli(logits=f) for
+    likelihood="bernoulli". Bind data with `ppl.gp.regression(X, y, kernel=...,
+    noise=...)`, which checks it; the GP methods recognise their model by this function."""
     f = sample("f", GP(kernel, mean_fn), X)
     if likelihood == "gaussian":
         return _sample("y", dist.Normal(f, noise).to_event(1), obs=y)

@@ -42,20 +42,22 @@ def infer(
         also across hosts after `jax.distributed.initialize()`; num_chains must be a
         multiple of the device count). Both run the same chains from the same keys;
         values agree up to floating-point rounding, which warmup can amplify into a
-        different path for a chain (see `ppl.infer.sharding`).
+        different (equally valid) path for a chain.
     checkpoint: a file path for MCMC-family methods. The sampler state is written
         there after every chunk of steps; calling again with the same path, model,
         data, method, settings, seed and chain layout resumes a killed run and returns
         exactly the draws of an uninterrupted one. The file is kept at the end, so a
         rerun returns the same result without sampling (delete the file to sample
         afresh); a file from another run or a damaged one raises
-        `ppl.infer.checkpoint.CheckpointError`, never restarts silently.
+        `ppl.errors.CheckpointError`, never restarts silently.
     convergence_checks: MCMC-family methods compute rank-normalised R-hat and bulk/tail
         ESS of every latent component after the run and warn about poor values (default
         True). False skips them (as PyMC's `compute_convergence_checks=False`), e.g. for
         many small runs in a simulation study; `post.summary()` still computes them on
         demand. The cheap per-draw checks (divergences, E-BFMI, tree depth) always run.
 
+    >>> import ppl
+    >>> from ppl.examples import EIGHT_SCHOOLS_SIGMA as sigma, EIGHT_SCHOOLS_Y as y, eight_schools
     >>> post = ppl.infer(eight_schools(sigma, y=y), method="nuts", num_chains=4, seed=0)
     >>> print(post.summary())
     """

@@ -22,6 +22,13 @@ def register(name):
 
 
 def method_names():
+    """The method names `ppl.infer(method=name)` accepts in this installation, sorted
+    (each builds its method with default options).
+
+    >>> import ppl
+    >>> "nuts" in ppl.method_names()
+    True
+    """
     return sorted(_METHODS)
 
 

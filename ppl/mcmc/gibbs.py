@@ -122,7 +122,8 @@ class DiscreteGibbs(MCMCMethod):
     Alone it samples models whose latent sites are all discrete; for models with
     continuous sites too, give it the discrete block:
 
-    >>> ppl.mcmc.blocks({"z": ppl.mcmc.DiscreteGibbs(parallel=True), ("mu", "sigma"): NUTS()})
+    >>> ppl.mcmc.blocks({"z": ppl.mcmc.DiscreteGibbs(parallel=True),
+    ...                  ("mu", "sigma"): ppl.mcmc.NUTS()})
 
     parallel: update all elements of a vector site at once instead of one by one.
         Valid only when the elements are conditionally independent given all other

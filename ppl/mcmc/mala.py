@@ -78,6 +78,7 @@ class MALA(GradientMethod):
     in high dimension, Roberts & Rosenthal 1998) and the preconditioner (inverse
     mass matrix, diagonal or dense) toward the posterior covariance.
 
+    >>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
     >>> post = ppl.infer(m, method=ppl.mcmc.MALA(dense_mass=True), num_warmup=1000)
 
     target_accept: dual-averaging target of the mean acceptance probability.

@@ -63,6 +63,7 @@ def nuts_proposal(potential, max_tree_depth=10, max_delta_energy=1000.0):
 class NUTS(GradientMethod):
     """No-U-Turn Sampler with Stan-style warmup (step size and mass matrix).
 
+    >>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
     >>> post = ppl.infer(m, method=ppl.mcmc.NUTS(target_accept=0.9), num_chains=4)
 
     target_accept: dual-averaging target of the mean acceptance probability;

@@ -54,6 +54,7 @@ class RWMH(MCMCMethod):
     During warmup the proposal scale is tuned toward `target_accept` (0.234 is
     optimal in high dimension) and its covariance toward the posterior's.
 
+    >>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
     >>> post = ppl.infer(m, method="rwmh", num_samples=5000, num_warmup=2000)
     """
 

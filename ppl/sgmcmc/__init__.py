@@ -6,6 +6,7 @@ groups=..., rho=...)` wraps any of them (Alexos, Boyd & Mandt 2022). Step-size
 schedules: `Constant`, `Polynomial`, `Cyclical`. Minibatches come from the model:
 write its data plate as `ppl.plate("data", N, subsample_size=B)`.
 
+>>> # model, x, y: as in ppl.sgmcmc.SGLD's docstring
 >>> post = ppl.infer(model(x, y), ppl.sgmcmc.SGLD(step_size=1e-3), num_samples=1000)
 """
 

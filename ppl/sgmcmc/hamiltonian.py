@@ -35,6 +35,7 @@ class SGHMC(Sampler):
     friction γ = `friction` (and diffusion A = γ). Its momentum carries the chain
     further per gradient than SGLD's random walk. Needs friction · step_size < 1.
 
+    >>> # m: a bound model whose data plate subsamples (see ppl.sgmcmc.SGLD)
     >>> post = ppl.infer(m, ppl.sgmcmc.SGHMC(step_size=1e-3, friction=10.0), num_samples=1000)
     """
 
@@ -67,6 +68,7 @@ class SGNHT(Sampler):
     coordinate is 1 and the unknown minibatch noise is absorbed. `diffusion` is A (and
     ξ's starting value).
 
+    >>> # m: a bound model whose data plate subsamples (see ppl.sgmcmc.SGLD)
     >>> post = ppl.infer(m, ppl.sgmcmc.SGNHT(step_size=1e-3, diffusion=1.0), num_samples=1000)
     """
 

@@ -35,6 +35,7 @@ class SGLD(Sampler):
     ...     w = ppl.sample("w", dist.Normal(0, 1).expand([x.shape[1]]).to_event(1))
     ...     with ppl.plate("data", x.shape[0], subsample_size=100) as idx:
     ...         ppl.sample("y", dist.Bernoulli(logits=x[idx] @ w), obs=y[idx])
+    >>> # x: (N, D) features, y: (N,) 0/1 labels, N >= 100
     >>> post = ppl.infer(model(x, y), ppl.sgmcmc.SGLD(step_size=1e-3), num_samples=1000)
     """
 
@@ -61,6 +62,7 @@ class PSGLD(Sampler):
     gradients; z ← z + h G ∇̂ + √(2h G) ξ. Parameters on very different scales then need
     no hand-tuned step size each (the small correction term Γ is left out, as usual).
 
+    >>> # m: a bound model whose data plate subsamples (see ppl.sgmcmc.SGLD)
     >>> post = ppl.infer(m, ppl.sgmcmc.PSGLD(step_size=1e-3), num_samples=1000)
     """
 

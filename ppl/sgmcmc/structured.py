@@ -58,6 +58,7 @@ class Structured(SGMCMCMethod):
 
     >>> method = ppl.sgmcmc.Structured(
     ...     base=ppl.sgmcmc.SGLD(step_size=1e-3), groups=[["w1"], ["w2", "b"]], rho=0.5)
+    >>> # bnn: a model with weight sites w1, w2, b and a subsampled data plate
     >>> post = ppl.infer(bnn(x, y), method, num_samples=1000, num_warmup=1000)
     """
 

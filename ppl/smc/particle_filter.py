@@ -227,6 +227,7 @@ def filter_settings(method, model):
 class ParticleFilter(Method):
     """A particle filter for models whose time loop is `ppl.scan(step, init, xs)`.
 
+    >>> # m: a bound model with a ppl.scan loop over a latent site "x" (see ppl.scan)
     >>> post = ppl.infer(m, method=ppl.smc.ParticleFilter(num_particles=1000), num_chains=4)
     >>> post.log_evidence, post.diagnostics["filtering_mean"]["x"]
 
@@ -253,8 +254,8 @@ class ParticleFilter(Method):
     whose weight was NaN, counted as zero weight), "wall_time", and "warnings": one line
     per problem found (each also a `ppl.SamplingWarning`): NaN weights, and weights that
     collapse onto a few particles (an ESS after some step's weighting below 1% of the
-    particles, but at least 2 and at most 20: `COLLAPSE_FRACTION`, `COLLAPSE_MIN`,
-    `COLLAPSE_MAX`).
+    particles, but at least 2 and at most 20: the constants `COLLAPSE_FRACTION`,
+    `COLLAPSE_MIN` and `COLLAPSE_MAX` of the module `ppl.smc.particle_filter`).
     """
 
     num_particles: int = 1000

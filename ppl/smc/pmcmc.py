@@ -215,6 +215,7 @@ class PMMH(_ParticleMethod):
     pseudo-marginal posterior, a particle filter with `num_particles` particles giving
     the likelihood; each draw also holds a trajectory of the loop's latent sites.
 
+    >>> # m: a bound model with static sites before a ppl.scan loop
     >>> post = ppl.infer(m, method=ppl.smc.PMMH(num_particles=200), num_samples=2000)
 
     static_kernel: the random walk on θ (`ppl.mcmc.RWMH(...)`: its scale and covariance adapt
@@ -256,6 +257,7 @@ class PIMH(_ParticleMethod):
     """Particle independent Metropolis–Hastings: each step runs a fresh particle filter
     (static sites drawn from their prior) and accepts it with min(1, p̂'/p̂).
 
+    >>> # m: a bound model whose time loop is ppl.scan
     >>> post = ppl.infer(m, method=ppl.smc.PIMH(num_particles=500), num_samples=1000)
     """
 
@@ -272,6 +274,7 @@ class ParticleGibbs(_ParticleMethod):
     """Particle Gibbs (conditional SMC): a new trajectory of the loop's latent sites given
     the static sites, from a filter in which one particle keeps the current trajectory.
 
+    >>> # for a model with static sites phi, q and the loop's latent site x
     >>> gibbs = ppl.mcmc.blocks({"x": ppl.smc.ParticleGibbs(), ("phi", "q"): ppl.mcmc.NUTS()})
 
     It never moves the static sites, so as the whole method it refuses a model that has

@@ -4,6 +4,7 @@ Every scheme returns ancestor indices whose expected offspring counts equal
 N·w (unbiased); they differ in variance: multinomial > stratified, residual >
 systematic (usually lowest).
 
+>>> # log_weights: (N,) unnormalised; particles: a pytree of arrays with leading axis N
 >>> idx = resample(jax.random.key(0), log_weights, scheme="systematic")
 >>> particles = jax.tree.map(lambda x: x[idx], particles)
 """
@@ -15,6 +16,8 @@ from ppl.errors import OptionError
 
 __all__ = ["SCHEMES", "resample", "normalize", "effective_sample_size", "resample_if_degenerate"]
 
+#: Names of the resampling schemes that `resample(..., scheme=...)` and the SMC methods'
+#: `resampling=` option accept (see the module docstring for how they differ).
 SCHEMES = ("multinomial", "stratified", "systematic", "residual")
 
 

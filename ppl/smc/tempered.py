@@ -517,6 +517,7 @@ def _kernel(value):
 class Tempered(Method):
     """Adaptive tempered SMC: likelihood tempering from prior to posterior, any model.
 
+    >>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
     >>> post = ppl.infer(m, method=ppl.smc.Tempered(kernel=ppl.mcmc.NUTS()), num_chains=4)
     >>> post.log_evidence, post.diagnostics["log_evidence_se"]
 

@@ -14,6 +14,7 @@ A DSL guide is any function with the model's arguments that samples the model's 
 sites by name, with parameters from `ppl.param`; `bind` binds it to the model's data.
 `amortized(net, weights)` registers a network's weights as parameters of such a guide.
 
+>>> # m: a bound model, e.g. ppl.examples.eight_schools(sigma, y)
 >>> guide = ppl.vi.guides.Normal().bind(m)     # used by ppl.vi.SVI
 """
 
