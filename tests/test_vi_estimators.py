@@ -219,8 +219,9 @@ def test_bernoulli_variance_ordering(bernoulli):
 # ----- bad input -----------------------------------------------------------------
 
 
-def _init(objective, guide_fn, estimators=None):
-    model, guide = bernoulli_model(1.0), ppl.BoundModel(guide_fn, (1.0,))
+def _init(objective, guide_fn, estimators=None, model=None):
+    model = bernoulli_model(1.0) if model is None else model
+    guide = ppl.BoundModel(guide_fn, (1.0,))
     params = vi.init_params(objective, jax.random.key(0), model, guide)
     return jax.eval_shape(
         lambda: objective.surrogate(
@@ -253,8 +254,13 @@ def test_too_many_enumeration_assignments(shape, k):
         t = ppl.param("t", jnp.zeros(shape))
         ppl.sample("z", dist.Bernoulli(logits=t).to_event(len(shape)), estimator="enum")
 
+    @ppl.model
+    def model(x):
+        z = ppl.sample("z", dist.Bernoulli(PRIOR).expand(shape).to_event(len(shape)))
+        ppl.sample("x", dist.Bernoulli(logits=3.0 * z.sum() - 1.5), obs=x)
+
     with pytest.raises(OptionError, match="8192 joint assignments.*MAX_ENUMERATION"):
-        _init(vi.IWAE(num_particles=k), guide)
+        _init(vi.IWAE(num_particles=k), guide, model=model(1.0))
 
 
 def test_unknown_estimator_in_mapping():

@@ -12,6 +12,8 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.infer.autoguide
+import numpyro.optim
 import optax
 import pytest
 from jax.scipy.stats import multivariate_normal
@@ -357,6 +359,63 @@ def test_evidence_of_a_guide_without_params_and_none_for_a_point_mass():
     assert post.log_evidence is None
     assert "point mass" in post.diagnostics["log_evidence_method"]
 
+    # a DSL guide with a Delta site (as NumPyro's AutoDelta): no evidence either (it was
+    # log p(x, z_MAP), above log p(x))
+    def map_guide(): ppl.sample("z", dist.Delta(ppl.param("z_map", 0.0)))  # fmt: skip
+
+    post = ppl.infer(prior_only(), SVI(guide=map_guide, num_steps=2), num_samples=5,
+                     num_chains=1, progress=False)  # fmt: skip
+    assert post.log_evidence is None
+    assert "point mass (Delta) at site(s) ['z']" in post.diagnostics["log_evidence_method"]
+
+
+def _guide_error(guide, model=None):
+    """The error of fitting `guide` to normal_mean (raised before any step)."""
+    model = normal_mean(jnp.array([0.5, 1.0])) if model is None else model
+    with pytest.raises(ModelError) as err:
+        ppl.infer(model, SVI(guide=guide, num_steps=2), num_samples=2, num_chains=1)
+    return str(err.value)
+
+
+def test_guides_that_do_not_fit_the_model_are_named():
+    def scalar_guide(x):  # the model's site is a vector (a plate)
+        ppl.sample("w", dist.Normal(ppl.param("loc", 0.0), 1.0))
+
+    @ppl.model
+    def vector_model(x):
+        with ppl.plate("d", 3):
+            w = ppl.sample("w", dist.Normal(0.0, 1.0))
+            ppl.sample("x", dist.Normal(w, 1.0), obs=x)
+
+    message = _guide_error(scalar_guide, vector_model(jnp.ones(3)))
+    assert "the guide's site 'w' has shape (), but the model's has shape (3,)" in message
+
+    def real_line_guide(x):  # sigma > 0 in the model
+        ppl.sample("sigma", dist.Normal(ppl.param("loc", 1.0), 1.0))
+
+    @ppl.model
+    def scale_model(x):
+        sigma = ppl.sample("sigma", dist.HalfNormal(1.0))
+        ppl.sample("x", dist.Normal(0.0, sigma), obs=x)
+
+    message = _guide_error(real_line_guide, scale_model(jnp.ones(3)))
+    assert "guide draws site 'sigma' on the whole real line" in message
+
+    def narrow_signature():
+        ppl.sample("mu", dist.Normal(0.0, 1.0))
+
+    assert "guide narrow_signature() cannot take the arguments" in _guide_error(narrow_signature)
+
+    def zero_scale(x):
+        scale = ppl.param("scale", 0.0, constraint=constraints.positive)
+        ppl.sample("mu", dist.Normal(0.0, scale))
+
+    message = _guide_error(zero_scale)
+    assert "ppl.param('scale'): initial value 0.0 lies outside its constraint Positive" in message
+
+    flat = numpyro.infer.autoguide.AutoDiagonalNormal(normal_mean.fn)
+    assert "NumPyro's AutoContinuous guides" in _guide_error(flat)
+
 
 # ----- registry and errors --------------------------------------------------------------
 
@@ -384,6 +443,7 @@ def test_registered_as_vi_with_defaults():
         ({"max_nonfinite": 1.5}, r"max_nonfinite=1.5 must be an integer >= 0"),
         ({"objective": ELBO}, r"objective=.* must be an objective .*\(call it: e.g. ELBO\(\)\)"),
         ({"optimizer": "adam"}, r"optimizer='adam' must be an optax GradientTransformation"),
+        ({"optimizer": numpyro.optim.Adam(1e-2)}, r"Adam\(...\) is a NumPyro optimizer .*optax"),
         ({"guide": Normal}, r"guide=Normal is a class; pass an instance"),
         ({"estimators": {"c": "pathwise"}}, r"estimators\['c'\]='pathwise' is not an estimator"),
         ({"early_stopping": 100}, r"early_stopping=100 must be None, True or"),

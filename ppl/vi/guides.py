@@ -18,6 +18,7 @@ sites by name, with parameters from `ppl.param`; `bind` binds it to the model's 
 >>> guide = ppl.vi.guides.Normal().bind(m)     # used by ppl.vi.SVI
 """
 
+import inspect
 import math
 import numbers
 from dataclasses import dataclass
@@ -356,6 +357,7 @@ def bind_guide(guide, model):
     if isinstance(guide, Model):
         guide = guide.fn
     if callable(guide):
+        _check_signature(guide, model)
         model.log_density()  # (whether the model's data must be constants: then the guide's too)
         bound = BoundModel(guide, model.args, model.kwargs)
         if model.static_data:
@@ -365,6 +367,25 @@ def bind_guide(guide, model):
         f"guide={guide!r} must be an automatic guide (ppl.vi.guides.Normal(), ...) or a "
         "function with the model's arguments that samples its latent sites"
     )
+
+
+def _check_signature(guide, model):
+    """ModelError unless the guide takes the arguments the model was bound to."""
+    try:
+        signature = inspect.signature(guide)
+    except (TypeError, ValueError):  # no signature to read (e.g. some builtins)
+        return
+    try:
+        signature.bind(*model.args, **model.kwargs)
+    except TypeError as e:
+        name = getattr(guide, "__name__", type(guide).__name__)
+        given = [f"{len(model.args)} positional"] + [f"{k}=" for k in model.kwargs]
+        raise ModelError(
+            f"guide {name}{signature} cannot take the arguments the model "
+            f"{model.name} is bound to ({', '.join(given)}): {e}. A guide is called with "
+            "the model's arguments: give it the model's signature (e.g. def guide(x, "
+            "y=None) for def model(x, y=None)), using only those it needs"
+        ) from None
 
 
 def finalize(guide, model, params):

@@ -54,6 +54,7 @@ from numpyro.distributions import (
     CategoricalProbs,
     Normal,
     Unit,
+    constraints,
 )
 from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
@@ -126,6 +127,7 @@ class _Run:
         self.model, self.guide = model, guide  # the objective's programs (for checks)
         self.sampled = set()  # latent sites sampled by any draw (guide, reverse model...)
         self.guide_sites = {}  # name -> "sample" | "deterministic", of the guide's draws
+        self.guide_supports = {}  # name -> support, of the guide's sampled sites
         self.params_found = {}
         self.sets = []  # per top-level particles() call: its records
         self.particles = []
@@ -166,9 +168,34 @@ class _Params(Messenger):
         if msg["type"] == "param" and self.run.mode == "init":
             name = msg["name"]
             constraint = msg["kwargs"].get("constraint")
+            if constraint is not None:
+                _check_initial_value(name, msg["value"], constraint)
             value = jax.tree.map(jnp.asarray, msg["value"])  # an array, or a pytree of them
             inverse = biject_to(constraint).inv if constraint is not None else (lambda v: v)
             self.run.params_found.setdefault(name, jax.tree.map(inverse, value))
+
+
+def _unbounded(support):
+    """Whether `support` is the real line (or real vectors...); False for None."""
+    while hasattr(support, "base_constraint"):  # independent(real, n)
+        support = support.base_constraint
+    return support is constraints.real
+
+
+def _check_initial_value(name, value, constraint):
+    """ModelError for a param whose initial value lies outside its constraint (its
+    unconstrained value would be infinite or NaN, and fitting would fail obscurely)."""
+    if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(value)):
+        return  # computed from traced inputs: checked by the fit's finiteness checks
+    with jax.ensure_compile_time_eval():  # (init runs under jit)
+        inside = np.asarray(constraint.check(jnp.asarray(value)))
+    if not inside.all():
+        shown = np.asarray(value) if np.size(value) <= 6 else f"{(~inside).sum()} entries"
+        raise ModelError(
+            f"ppl.param('{name}'): initial value {shown} lies outside its constraint "
+            f"{constraint!r}; give an initial value inside it (its unconstrained value "
+            "would not be finite)"
+        )
 
 
 class _Minibatch(Messenger):
@@ -275,6 +302,14 @@ def _check_guide_sites(run, trace, values):
     if any(run.guide_sites.get(n) == "deterministic" for n in latent):
         return
     extra = sorted(n for n in values if run.guide_sites.get(n) == "sample" and n not in latent)
+    if "_auto_latent" in extra:
+        raise ModelError(
+            "the guide is one of NumPyro's AutoContinuous guides (AutoDiagonalNormal, "
+            "AutoMultivariateNormal, AutoLowRankMultivariateNormal, AutoLaplaceApproximation, "
+            "...), which sample one flat '_auto_latent' site ppl cannot score; use ppl's own: "
+            "ppl.vi.guides.Normal(), MultivariateNormal(), LowRank(r) or Laplace() (NumPyro's "
+            "AutoNormal and AutoDelta also work)"
+        )
     if extra:
         raise ModelError(
             f"the guide samples {extra}, which are not latent sites of the model (its latent "
@@ -282,6 +317,26 @@ def _check_guide_sites(run, trace, values):
             "rename or drop them (an auxiliary guide variable needs an objective that "
             "uses it, e.g. ppl.vi.HVI(reverse=..., aux=...))"
         )
+    for name in latent:
+        site = trace[name]
+        if _unbounded(run.guide_supports.get(name)) and not _unbounded(site["fn"].support):
+            raise ModelError(
+                f"the guide draws site '{name}' on the whole real line, but the model's "
+                f"support there is {site['fn'].support!r}: draws outside it have log p = -inf "
+                "(NaN losses, skipped steps, NaN evidence). Give the guide a distribution "
+                "with the model's support (e.g. LogNormal or a TransformedDistribution for a "
+                "positive site), or use an automatic guide (ppl.vi.guides.Normal()), which "
+                "maps onto each support"
+            )
+        want = tuple(site["fn"].shape(site["kwargs"].get("sample_shape", ())))
+        got = tuple(jnp.shape(values[name])) if name in values else want
+        if got != want:
+            raise ModelError(
+                f"the guide's site '{name}' has shape {got}, but the model's has shape {want}; "
+                "the guide must draw each latent site whole (inside the same plates as the "
+                "model, or with .expand/.to_event to the model's shape), else the model "
+                "broadcasts one value over the site"
+            )
 
 
 class _Sample(Messenger):
@@ -427,6 +482,9 @@ def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
     run.sampled.update(sampler.kinds)
     if program is run.guide:
         run.guide_sites.update({n: trace[n]["type"] for n in values})
+        run.guide_supports.update(
+            {n: trace[n]["fn"].support for n in values if trace[n]["type"] == "sample"}
+        )
         if run.mode == "init":
             _check_guide_draw(trace)
     path_sites = ()

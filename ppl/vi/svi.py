@@ -29,11 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from numpyro.distributions import constraints
+from numpyro.distributions import Delta, constraints
 from numpyro.distributions.transforms import biject_to
+from numpyro.optim import _NumPyroOptim
 
 from ppl.core import handlers
-from ppl.core.checks import check_count, explain_tracer_errors
+from ppl.core.checks import check_count, explain_tracer_errors, unwrapped
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.algorithm import keep_where
@@ -51,6 +52,21 @@ __all__ = ["SVI", "EarlyStopping", "SVIState", "DEFAULT_OPTIMIZER"]
 
 #: Steps averaged for `diagnostics["final_loss"]` (the last ones taken, finite only).
 FINAL_LOSS_STEPS = 100
+
+
+def _point_masses(spec, guide):
+    """Where the guide draws latent sites from a Delta ("" where nowhere)."""
+    if isinstance(spec, guides.Delta):
+        return "every latent site"
+    if isinstance(spec, guides.AutoGuide):
+        return ""
+    trace = handlers.trace(handlers.seed(guide, 0)).get_trace()
+    sites = [
+        n
+        for n, s in trace.items()
+        if s["type"] == "sample" and not s["is_observed"] and isinstance(unwrapped(s["fn"]), Delta)
+    ]
+    return f"site(s) {sites}" if sites else ""
 
 
 @dataclass(frozen=True)
@@ -227,6 +243,13 @@ class SVI(Method):
                 f"{cls}: objective={self.objective!r} must be an objective such as "
                 f"ppl.vi.objectives.ELBO() or IWAE(num_particles=K){hint}"
             )
+        if isinstance(self.optimizer, _NumPyroOptim):
+            raise OptionError(
+                f"{cls}: optimizer={type(self.optimizer).__name__}(...) is a NumPyro optimizer "
+                "(numpyro.optim), which ppl does not drive; pass an optax transformation "
+                "instead, e.g. optax.adam(1e-2) or ppl.vi.adam(1e-2) (optax.chain(...) for "
+                "clipping or schedules)"
+            )
         if not (hasattr(self.optimizer, "init") and hasattr(self.optimizer, "update")):
             raise OptionError(
                 f"{cls}: optimizer={self.optimizer!r} must be an optax GradientTransformation, "
@@ -388,7 +411,7 @@ class SVI(Method):
         diagnostics["unconstrained_params"] = params
         log_evidence = None
         if self.objective.is_bound:
-            why_not = self._no_evidence(ld)
+            why_not = self._no_evidence(ld, guide)
             if why_not:
                 diagnostics["log_evidence_method"] = why_not
             else:
@@ -453,7 +476,7 @@ class SVI(Method):
             "fit_time": timings.get("fit", 0.0),
         }
 
-    def _no_evidence(self, ld):
+    def _no_evidence(self, ld, guide):
         """Why `post.log_evidence` is not computed (None when it is)."""
         if self.objective.auxiliary:
             return (
@@ -462,10 +485,12 @@ class SVI(Method):
                 "weigh them by; the objective's value (-diagnostics['final_loss']) is a lower "
                 "bound on log p(x)"
             )
-        if isinstance(self.guide, guides.Delta):
+        point_masses = _point_masses(self.guide, guide)
+        if point_masses:
             return (
-                "not computed: a Delta guide is a point mass, with no density to weigh "
-                "draws by (its bound would be log p(x, z_MAP), not an evidence estimate)"
+                f"not computed: the guide is a point mass (Delta) at {point_masses}, with no "
+                "density to weigh draws by (its bound would be log p(x, z_MAP), not an "
+                "evidence estimate)"
             )
         if ld.subsampled_plates:
             name, (size, batch) = next(iter(ld.subsampled_plates.items()))
