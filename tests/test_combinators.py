@@ -8,6 +8,7 @@ covariances, 4 sd(product) / sqrt(ESS(product)) of the centred products.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -148,3 +149,26 @@ def test_combinators_refuse_bad_input():
         ppl.infer(gaussian(), method=mcmc.blocks({"a": mcmc.NUTS()}), progress=False)
     with pytest.raises(ModelError, match=r"no latent site\(s\) \['c'\]"):
         ppl.infer(gaussian(), method=mcmc.blocks({("a", "b"): mcmc.NUTS(), "c": mcmc.RWMH()}))
+    with pytest.raises(OptionError, match=r"blocks: NUTS\(init='prior'\) would not be used.*"
+                       r"blocks\(\.\.\., init='prior'\)"):  # fmt: skip
+        mcmc.blocks({"a": mcmc.RWMH(), "b": mcmc.NUTS(init="prior")})
+    with pytest.raises(OptionError, match=r"cycle: RWMH\(init=\{'a': 1.0\}\) would not be"):
+        mcmc.cycle(mcmc.RWMH(init={"a": 1.0}))
+
+
+@ppl.model
+def discrete_mixture(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 5.0).expand([2]).to_event(1))
+    sigma = ppl.sample("sigma", dist.HalfNormal(2.0))
+    with ppl.plate("data", y.shape[0]):
+        z = ppl.sample("z", dist.Categorical(probs=jnp.array([0.5, 0.5])))
+        ppl.sample("y", dist.Normal(mu[z], sigma), obs=y)
+
+
+def test_blocks_name_a_misspelt_site_and_suggest_gibbs_for_a_discrete_one():
+    y = jnp.array([-2.0, -2.1, 2.0, 2.1])
+    typo = mcmc.blocks({"zz": mcmc.DiscreteGibbs(), ("mu", "sigma"): mcmc.NUTS()})
+    with pytest.raises(ModelError, match=r"no latent site\(s\) \['zz'\] \(did you mean 'z'\?\)"):
+        ppl.infer(discrete_mixture(y), method=typo, progress=False)
+    with pytest.raises(ModelError, match=r"\('z',\): ppl.mcmc.DiscreteGibbs\(\), \('sigma',\): "):
+        ppl.infer(discrete_mixture(y), method=mcmc.blocks({"mu": mcmc.NUTS()}), progress=False)

@@ -518,6 +518,28 @@ def test_scan_ar1_log_density():
     np.testing.assert_allclose(ld.values(z)["path"], y, **TOL)
 
 
+def test_scan_outside_a_model_is_a_model_error():
+    def step(x, y):
+        return ppl.sample("x", dist.Normal(0.9 * x, 1.0)), None
+
+    with pytest.raises(ModelError, match=r"ppl.scan ran outside inference.*inside a @ppl.model"):
+        ppl.scan(step, 0.0, jnp.zeros(3))
+
+
+def test_param_deterministic_factor_document_ppl_and_pass_everything_on():
+    import inspect
+
+    for ours, theirs in [(ppl.param, numpyro.param), (ppl.deterministic, numpyro.deterministic),
+                         (ppl.factor, numpyro.factor)]:  # fmt: skip
+        assert "numpyro" not in ours.__doc__ and ">>> @ppl.model" in ours.__doc__
+        assert list(inspect.signature(ours).parameters) == list(
+            inspect.signature(theirs).parameters
+        )
+    assert "ppl.vi.SVI" in ppl.param.__doc__
+    tr = handlers.trace(handlers.seed(lambda: ppl.param("p", 2.0, event_dim=0), 0)).get_trace()
+    assert tr["p"]["kwargs"] == {"event_dim": 0} and tr["p"]["value"] == 2.0
+
+
 # ----- per-site estimator ---------------------------------------------------------------
 
 

@@ -79,6 +79,46 @@ def test_unknown_option_lists_the_valid_ones():
         ppl.infer(regression(X, Y), thin=2)
 
 
+def test_numpyro_run_options_say_where_ppl_has_them():
+    with raises(OptionError, r"no option 'init_params'.*method=ppl\.mcmc\.RWMH\(init=\{"):
+        ppl.infer(regression(X, Y), method="rwmh", init_params={"a": 0.0})
+    with raises(OptionError, r"'extra_fields'.*post\.sample_stats \(diverging, energy, tree_dep"):
+        ppl.infer(regression(X, Y), extra_fields=("diverging",))
+    with raises(OptionError, r"chain_method='parallel' is NumPyro's.*chain_method='sharded'"):
+        ppl.infer(regression(X, Y), chain_method="parallel")
+    with raises(OptionError, r"chain_method='sequential' is NumPyro's.*'vectorized'"):
+        ppl.infer(regression(X, Y), chain_method="sequential")
+
+
+def test_init_values_are_checked_against_the_model():
+    def start(init):
+        ppl.infer(regression(X, Y), method=ppl.mcmc.NUTS(init=init), **FAST)
+
+    with raises(OptionError, r"init names 'aa'.* \(did you mean 'a'\?\); latent sites are"):
+        start({"aa": 0.0})
+    with raises(OptionError, r"init value of site 'b' has shape \(2,\), but the site has shape"):
+        start({"b": [0.0, 1.0]})
+    with raises(OptionError, r"NUTS: init value of site 'a' must be finite numbers, got 'x'"):
+        ppl.mcmc.NUTS(init={"a": "x"})
+
+    @ppl.model
+    def scale(y):
+        s = ppl.sample("s", dist.HalfNormal(1.0))
+        ppl.sample("y", dist.Normal(0.0, s), obs=y)
+
+    with raises(OptionError, r"init value of site 's' lies outside its support Positive"):
+        ppl.infer(scale(Y), method=ppl.mcmc.RWMH(init={"s": -1.0}), **FAST)
+
+
+def test_numpyro_init_strategy_functions_are_refused_when_the_method_is_built():
+    from numpyro.infer import init_to_median, init_to_value
+
+    with raises(OptionError, r"NUTS: init=init_to_median is not .*init='median'.*dict of"):
+        ppl.mcmc.NUTS(init=init_to_median)
+    with raises(OptionError, r"RWMH: init=init_to_value is not .*init=\{'mu': 0.0\}"):
+        ppl.mcmc.RWMH(init=init_to_value(values={"a": 0.0}))
+
+
 def test_method_option_given_to_infer_says_where_it_belongs():
     with raises(OptionError, r"'target_accept' is an option of the method.*NUTS\(target_accept="):
         ppl.infer(regression(X, Y), target_accept=0.9)

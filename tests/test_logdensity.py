@@ -341,6 +341,18 @@ def test_bad_init_strategy_is_an_option_error(ld):
     assert issubclass(OptionError, PPLError)
 
 
+def test_init_values_set_their_sites_and_leave_dependent_supports_to_the_density():
+    ld = dependent_support(0.4).log_density()
+    keys = jax.random.split(jax.random.key(0), 3)
+    z, found = jax.jit(jax.vmap(lambda k: ld.init(k, {"b": 2.5, "a": 3.0})))(keys)
+    values = jax.vmap(ld.constrain)(z)
+    assert np.all(found)
+    np.testing.assert_allclose(values["a"], 3.0, rtol=1e-6)
+    np.testing.assert_allclose(values["b"], 2.5, rtol=1e-6)  # inside (0, a) for this a only
+    with pytest.raises(OptionError, match=r"site 'a' lies outside its support Positive"):
+        ld.init(jax.random.key(0), {"a": -1.0})
+
+
 def test_log_density_is_a_pytree_that_jit_accepts(ld):
     """Passed as an argument (not closed over), so one compiled program serves new data."""
     z = points(1)[0]

@@ -491,3 +491,41 @@ def test_params_held_fixed_by_a_sampler_are_warned_about():
     with pytest.warns(ppl.errors.SamplingWarning, match=r"ppl.param \['w'\], which rwmh holds"):
         ppl.infer(with_param(1.0), "rwmh", num_samples=20, num_warmup=20, num_chains=1,
                   progress=False, convergence_checks=False)  # fmt: skip
+
+
+@ppl.model
+def start_here(y):
+    mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
+    sigma = ppl.sample("sigma", dist.HalfNormal(2.0))
+    k = ppl.sample("k", dist.Categorical(probs=jnp.ones(3) / 3).expand([2]).to_event(1))
+    ppl.sample("y", dist.Normal(mu + k.sum(), sigma), obs=y)
+
+
+def test_init_values_start_the_given_sites_there():
+    from ppl.mcmc.method import MCMCProgram, start_chains
+
+    ld = start_here(jnp.array([0.1, 0.3])).log_density()
+    for method in (
+        ppl.mcmc.DiscreteGibbs(init={"mu": 30.0, "k": [2, 1]}),
+        ppl.mcmc.blocks({"k": ppl.mcmc.DiscreteGibbs(), ("mu", "sigma"): ppl.mcmc.NUTS()},
+                        init={"k": np.array([2, 1]), "mu": 30}),
+    ):  # fmt: skip
+        state, found, _ = start_chains(MCMCProgram(method, 0), ld, jax.random.key(0), 3)
+        start = jax.vmap(ld.constrain)(state.z)
+        assert np.all(found)
+        np.testing.assert_array_equal(start["mu"], 30.0)
+        np.testing.assert_array_equal(start["k"], [[2, 1]] * 3)
+        assert np.unique(np.asarray(start["sigma"])).size == 3  # the others: "uniform" draws
+    # the first draw of a run with tiny steps and no warmup is near the start (posterior: ~0)
+    method = NUTS(init={"mu": 30.0}, step_size=1e-4, adapt_step_size=False, max_tree_depth=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ppl.errors.SamplingWarning)  # (tree depth: 2 of 2)
+        post = ppl.infer(normal_mean(NM_Y), method, num_warmup=0, num_samples=1, num_chains=2,
+                         progress=False, convergence_checks=False)  # fmt: skip
+    np.testing.assert_allclose(post.samples["mu"], 30.0, atol=0.01)
+
+
+def test_init_values_keep_method_objects_hashable():
+    a, b = NUTS(init={"mu": 1.0, "s": [1, 2]}), NUTS(init={"s": np.array([1, 2]), "mu": 1})
+    assert a == b and hash(a) == hash(b) and a != NUTS(init={"mu": 2.0, "s": [1, 2]})
+    assert repr(a.init) == "{'mu': 1.0, 's': (1.0, 2.0)}"

@@ -182,6 +182,18 @@ def test_summary_selects_sites_and_prints(synthetic):
         synthetic.summary(sites=["nope"])
 
 
+def test_summary_prob_sets_the_interval_columns(synthetic):
+    assert synthetic.summary(prob=0.9) == synthetic.summary()
+    table = synthetic.summary(sites="b", prob=0.95)
+    assert list(table["b[0]"]) == ["mean", "sd", "2.5%", "50%", "97.5%", *COLUMNS[5:]]
+    q = np.quantile(synthetic.samples["b"][..., 0], [0.025, 0.975])
+    np.testing.assert_allclose([table["b[0]"]["2.5%"], table["b[0]"]["97.5%"]], q, rtol=RTOL)
+    assert "2.5%" in str(table).splitlines()[0]
+    for prob in (0, 1.0, "0.9", True):
+        with pytest.raises(PPLError, match=rf"prob={prob!r} must be a number in \(0, 1\)"):
+            synthetic.summary(prob=prob)
+
+
 def test_summary_prints_large_and_small_values_apart():
     rng = np.random.default_rng(0)
     draws = {"revenue": rng.normal(2.5e6, 3e5, (2, 100)), "rate": rng.normal(3e-4, 5e-5, (2, 100))}

@@ -531,3 +531,17 @@ def test_svi_objects_pickle():
 
     method = SVI(objective=IWAE(num_particles=3), num_steps=7)
     assert pickle.loads(pickle.dumps(method)) == method
+
+
+def test_a_models_own_param_is_reported_on_its_constrained_space():
+    @ppl.model
+    def noisy(y):
+        mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
+        scale = ppl.param("scale", 1.0, constraint=constraints.positive)
+        ppl.sample("y", dist.Normal(mu, scale), obs=y)
+
+    post = ppl.infer(noisy(jnp.array([0.3, -0.2, 0.5])), SVI(num_steps=50), num_samples=2,
+                     num_chains=1, progress=False)  # fmt: skip
+    fitted = post.diagnostics["params"]["scale"]
+    raw = post.diagnostics["unconstrained_params"]["scale"]
+    np.testing.assert_allclose(fitted, np.exp(raw), rtol=1e-6)  # (was the raw value)

@@ -35,9 +35,64 @@ from ppl.core.checks import (
 from ppl.core.model import abstract_call, improper_values
 from ppl.errors import InferenceError, ModelError, OptionError, warn
 
-__all__ = ["LogDensity", "Site", "INIT_STRATEGIES"]
+__all__ = ["LogDensity", "Site", "INIT_STRATEGIES", "InitValues", "as_init"]
 
 INIT_STRATEGIES = ("uniform", "prior", "median")
+
+
+@dataclass(frozen=True)
+class InitValues:
+    """Starting values of chosen latent sites (constrained), as `init={site: value}` gives
+    them; hashable, so method objects holding one stay hashable."""
+
+    items: tuple  # ((site, value as nested tuples), ...), sorted by site
+
+    def __repr__(self):
+        return repr(dict(self.items))
+
+    def arrays(self):
+        return {name: np.asarray(value) for name, value in self.items}
+
+
+def _tuples(x):
+    return tuple(map(_tuples, x)) if isinstance(x, list) else x
+
+
+def as_init(init, owner):
+    """`init` checked: a strategy name, or an `InitValues` of a dict {site: value};
+    `owner` (e.g. "NUTS") starts the messages."""
+    if isinstance(init, InitValues):
+        return init
+    if isinstance(init, str):
+        if init not in INIT_STRATEGIES:
+            raise OptionError(
+                f"{owner}: unknown init strategy {init!r}; choose one of "
+                f"{', '.join(INIT_STRATEGIES)}, or give a dict of starting values {{site: value}}"
+            )
+        return init
+    if not isinstance(init, dict):
+        strategy_fn = callable(init)  # e.g. init_to_median, or init_to_value(values=...): a partial
+        name = getattr(getattr(init, "func", init), "__name__", None) if strategy_fn else None
+        raise OptionError(
+            f"{owner}: init={name or repr(init)} is not an init ppl takes"
+            + (" (NumPyro's init_to_* strategy functions are not used)" if strategy_fn else "")
+            + ": give init='median', 'prior' or 'uniform', or a dict of starting values "
+            "{site: value}, e.g. init={'mu': 0.0} (what init_to_value(values=...) takes)"
+        )
+    items = []
+    for name, value in init.items():
+        if not isinstance(name, str):
+            raise OptionError(f"{owner}: init keys must be site names (strings), got {name!r}")
+        try:
+            a = np.asarray(value)
+        except (TypeError, ValueError):
+            a = np.asarray(None)
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool) or not np.isfinite(a).all():
+            raise OptionError(
+                f"{owner}: init value of site '{name}' must be finite numbers, got {value!r}"
+            )
+        items.append((name, _tuples(a.astype(float).tolist())))  # (1 and 1.0 alike)
+    return InitValues(tuple(sorted(items, key=lambda item: item[0])))
 
 
 @dataclass(frozen=True)
@@ -368,6 +423,8 @@ class LogDensity:
         return self._unconstrain_trace(handlers.trace(model).get_trace())
 
     def _propose(self, key, strategy, radius):
+        if isinstance(strategy, InitValues):
+            return self._given_point(key, strategy.arrays(), radius)
         if strategy == "prior":
             return self.prior_point(key)
         if strategy == "median":
@@ -378,6 +435,50 @@ class LogDensity:
         z = draws.uniform(key_unif, self.size, minval=-radius, maxval=radius)
         return jnp.where(self._discrete_mask(), self.prior_point(key_prior), z)
 
+    def _given_point(self, key, given, radius):
+        """A "uniform" point with the sites of `given` (constrained values) set to them."""
+        discrete = {s.name: s.dtype for s in self._layout[0] if s.is_discrete}
+        unconstrained = self.unflatten(self._propose(key, "uniform", radius))
+
+        def value(site):
+            if site["type"] != "sample" or site["name"] not in given:
+                return _constrain_site(unconstrained, discrete, site)
+            v = given[site["name"]]
+            support = site["fn"].support
+            if not traced(support):  # (one that depends on latent values or data is not checked)
+                with jax.ensure_compile_time_eval():
+                    inside = support(v)
+                if not isinstance(inside, jax.core.Tracer) and not np.all(inside):
+                    raise OptionError(
+                        f"{self.model.name}: init value of site '{site['name']}' lies outside "
+                        f"its support {support}; give a value inside it"
+                    )
+            return jnp.asarray(v, dtype=self.sites[site["name"]].dtype)
+
+        model = handlers.substitute(self._seeded(key), substitute_fn=value)
+        return self._unconstrain_trace(handlers.trace(model).get_trace())
+
+    def _check_init(self, strategy):
+        """`strategy` as `as_init` checks it, with the sites and shapes of given values
+        checked against this model's."""
+        strategy = as_init(strategy, self.model.name)
+        if isinstance(strategy, InitValues):
+            sites = self.sites
+            for name, value in strategy.arrays().items():
+                if name not in sites:
+                    from ppl.infer.registry import did_you_mean
+
+                    raise OptionError(
+                        f"{self.model.name}: init names {name!r}, which is no latent site"
+                        f"{did_you_mean(name, sites)}; latent sites are {list(sites)}"
+                    )
+                if value.shape != sites[name].shape:
+                    raise OptionError(
+                        f"{self.model.name}: init value of site '{name}' has shape "
+                        f"{value.shape}, but the site has shape {sites[name].shape}"
+                    )
+        return strategy
+
     def _discrete_mask(self):
         mask = np.zeros(self.size, bool)
         for s in self._layout[0]:
@@ -387,11 +488,7 @@ class LogDensity:
     def candidate(self, key, strategy="uniform", radius=2.0):
         """One starting point as (z, finite): no retry loop, so it compiles fast; the
         caller retries with new keys where `finite` is False (see `init` for strategies)."""
-        if strategy not in INIT_STRATEGIES:
-            raise OptionError(
-                f"unknown init strategy {strategy!r}; choose one of {', '.join(INIT_STRATEGIES)}"
-            )
-        z = self._propose(key, strategy, radius)
+        z = self._propose(key, self._check_init(strategy), radius)
         value, grad = self.value_and_grad(z)
         return z, jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
 
@@ -399,13 +496,12 @@ class LogDensity:
         """A starting point with finite density and gradient, as (z, found).
 
         `strategy`: "uniform" (uniform in (-radius, radius) on the unconstrained
-        scale, as Stan does), "prior" (a prior draw) or "median" (coordinate
-        median of 15 prior draws). Retries new draws up to `max_tries` times.
+        scale, as Stan does), "prior" (a prior draw), "median" (coordinate
+        median of 15 prior draws), or a dict {site: value} of starting values (on
+        the site's support) for some sites, the others "uniform". Retries new
+        draws up to `max_tries` times.
         """
-        if strategy not in INIT_STRATEGIES:
-            raise OptionError(
-                f"unknown init strategy {strategy!r}; choose one of {', '.join(INIT_STRATEGIES)}"
-            )
+        strategy = self._check_init(strategy)
 
         def finite(z):
             value, grad = self.value_and_grad(z)

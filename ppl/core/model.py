@@ -143,6 +143,7 @@ class Model:
 def model(fn):
     """Decorate a model function (ppl or plain NumPyro primitives alike).
 
+    >>> import jax.numpy as jnp
     >>> import ppl
     >>> from ppl import dist
     >>> @ppl.model

@@ -21,12 +21,56 @@ __all__ = ["sample", "param", "plate", "deterministic", "factor", "scan", "ESTIM
 #: Gradient estimators a latent site may ask for (used by variational methods).
 ESTIMATORS = ("reparam", "reinforce", "enum", "mvd")
 
-# NumPyro's own functions, re-exported unchanged, so `help(ppl.param)` etc. show NumPyro's
-# docstrings (naming numpyro.infer.SVI). In ppl, ppl.vi.SVI optimizes a ppl.param, and
-# samplers hold it at its initial value and warn.
-param = numpyro.param
-deterministic = numpyro.deterministic
-factor = numpyro.factor
+
+def param(name, init_value=None, **kwargs):
+    """A parameter `name` with initial value `init_value` (an array, or a function of a
+    PRNG key), optimized by `ppl.vi.SVI`; samplers hold it at its initial value and
+    warn. Keywords as NumPyro's `param` (e.g. `constraint=dist.constraints.positive`).
+
+    >>> import jax.numpy as jnp
+    >>> import ppl
+    >>> from ppl import dist
+    >>> @ppl.model
+    ... def noisy(y):
+    ...     mu = ppl.sample("mu", dist.Normal(0, 5))
+    ...     scale = ppl.param("scale", 1.0, constraint=dist.constraints.positive)
+    ...     ppl.sample("y", dist.Normal(mu, scale), obs=y)
+    >>> post = ppl.infer(noisy(jnp.array([0.3, -0.2, 0.5])), method="vi")  # fits scale
+    """
+    return numpyro.param(name, init_value, **kwargs)
+
+
+def deterministic(name, value):
+    """Record `value` (computed from other sites) as site `name`, so posteriors keep its
+    draws; returns `value`.
+
+    >>> import ppl
+    >>> from ppl import dist
+    >>> @ppl.model
+    ... def scaled(y):
+    ...     z = ppl.sample("z", dist.Normal(0, 1))
+    ...     mu = ppl.deterministic("mu", 10 * z)
+    ...     ppl.sample("y", dist.Normal(mu, 1), obs=y)
+    >>> scaled(y=9.0).prior(num_samples=100)["mu"].shape
+    (100,)
+    """
+    return numpyro.deterministic(name, value)
+
+
+def factor(name, log_factor):
+    """Add `log_factor` (a log density term, e.g. a marginal likelihood or a penalty) to
+    the model's log density, as site `name`.
+
+    >>> import jax.numpy as jnp
+    >>> import ppl
+    >>> from ppl import dist
+    >>> @ppl.model
+    ... def penalized():
+    ...     x = ppl.sample("x", dist.Normal(0, 1))
+    ...     ppl.factor("near_one", -((x - 1.0) ** 2))
+    >>> post = ppl.infer(penalized(), method="nuts", num_samples=500)  # mean of x near 2/3
+    """
+    return numpyro.factor(name, log_factor)
 
 
 def scan(f, init, xs, length=None, reverse=False, history=1):
@@ -47,6 +91,13 @@ def scan(f, init, xs, length=None, reverse=False, history=1):
     ...     ppl.scan(step, 0.0, ys)
     >>> post = ppl.infer(ar1(jnp.zeros(20)), method="pf", num_chains=2)
     """
+
+    if not _PYRO_STACK:
+        raise ModelError(
+            "ppl.scan ran outside inference: its steps' sites draw values under ppl.infer "
+            "or a handler; call it inside a @ppl.model function (see help(ppl.scan)), or "
+            "use jax.lax.scan for a loop without sites"
+        )
 
     @functools.wraps(f)
     def checked(carry, x):

@@ -19,6 +19,20 @@ _COMMON = (
 )  # fmt: skip
 
 
+#: NumPyro's keywords of MCMC.run / MCMC() that ppl has elsewhere: the hint for each.
+_NUMPYRO_OPTIONS = {
+    "init_params": "starting values are an option of the method: "
+    "method={method}(init={{'site': value, ...}}) (constrained values; the other sites "
+    "start as with init='uniform')",
+    "extra_fields": "per-draw statistics are already in post.sample_stats (diverging, energy, "
+    "tree_depth, accept_prob, ...) and totals per chain in post.diagnostics",
+}
+_NUMPYRO_CHAIN_METHODS = {
+    "parallel": "'sharded' (chains split over jax.devices())",
+    "sequential": "'vectorized' (one vmap on one device; chains do not run one by one)",
+}
+
+
 def _positive_int(name, value, minimum=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise OptionError(f"{name} must be an integer >= {minimum}, got {value!r}")
@@ -106,6 +120,11 @@ def infer(
 
 def _chain_method(value, num_chains):
     value = "vectorized" if value is None else value
+    if isinstance(value, str) and value in _NUMPYRO_CHAIN_METHODS:
+        raise OptionError(
+            f"chain_method={value!r} is NumPyro's name; in ppl use chain_method="
+            f"{_NUMPYRO_CHAIN_METHODS[value]}"
+        )
     if value not in CHAIN_METHODS:
         raise OptionError(
             f"chain_method must be one of {', '.join(map(repr, CHAIN_METHODS))}, got "
@@ -139,10 +158,15 @@ def _reject(options, method):
     name = sorted(options)[0]
     own = method.option_names()
     if name in own:
-        cls = type(method).__name__
         raise OptionError(
             f"'{name}' is an option of the method, not of infer(): "
-            f"pass method=ppl.{type(method).__module__.split('.')[1]}.{cls}({name}=...)"
+            f"pass method={_path(method)}({name}=...)"
+        )
+    if name in _NUMPYRO_OPTIONS:
+        cls = "ppl.mcmc.NUTS" if "init" not in own else _path(method)
+        raise OptionError(
+            f"infer() has no option '{name}' (NumPyro's): "
+            + _NUMPYRO_OPTIONS[name].format(method=cls)
         )
     valid = [o for o in _COMMON if o in method.common_options]
     raise OptionError(
@@ -150,3 +174,8 @@ def _reject(options, method):
         f"infer(method='{method.name}'); infer() takes "
         f"{', '.join(valid)}; options of the method object: {', '.join(own) or 'none'}"
     )
+
+
+def _path(method):
+    """`ppl.mcmc.NUTS` for a NUTS object: where users find the method's class."""
+    return f"ppl.{type(method).__module__.split('.')[1]}.{type(method).__name__}"

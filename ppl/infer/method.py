@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from ppl.core.logdensity import INIT_STRATEGIES
+from ppl.core.logdensity import as_init
 from ppl.errors import OptionError
 
 
@@ -44,11 +44,8 @@ class Method:
                 raise OptionError(f"{cls}: {field} is NaN")
             if field in flags and not isinstance(value, (bool, np.bool_)):
                 raise OptionError(f"{cls}: {field}={value!r} must be True or False")
-        init = getattr(self, "init", None)
-        if isinstance(init, str) and init not in INIT_STRATEGIES:
-            raise OptionError(
-                f"{cls}: unknown init strategy {init!r}; choose one of {', '.join(INIT_STRATEGIES)}"
-            )
+        if "init" in getattr(self, "__dataclass_fields__", {}):  # a dict becomes InitValues
+            object.__setattr__(self, "init", as_init(self.init, cls))
 
     @property
     def label(self):

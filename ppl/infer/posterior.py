@@ -78,12 +78,13 @@ class Posterior:
         v = self[name]
         return v.reshape((-1,) + v.shape[2:])
 
-    def summary(self, sites=None):
-        """Table of mean, sd, 5/50/95% quantiles, ess_bulk, ess_tail and r_hat per component."""
+    def summary(self, sites=None, prob=0.9):
+        """Table of mean, sd, 5/50/95% quantiles, ess_bulk, ess_tail and r_hat per component;
+        `prob` sets the central interval (0.95: 2.5% and 97.5% columns)."""
         names = list(
             self.samples if sites is None else [sites] if isinstance(sites, str) else sites
         )
-        return summarize({self._site(n): self.samples[n] for n in names})
+        return summarize({self._site(n): self.samples[n] for n in names}, prob)
 
     def predictive(self, model, seed=0):
         """Posterior-predictive draws of every site of `model` that is not a latent site here.

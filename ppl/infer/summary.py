@@ -8,6 +8,7 @@ its `autocovariance` inverts every chain's spectrum: here the chains' spectra ar
 averaged first (ESS needs only their mean autocovariance), one inverse per component.
 """
 
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, partial
@@ -16,12 +17,13 @@ import numpy as np
 from scipy import special
 from scipy.fft import next_fast_len
 
+from ppl.errors import OptionError
+
 __all__ = [
     "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
     "unranked_diagnostics", "Summary", "summarize", "component_labels", "nonfinite_counts",
 ]  # fmt: skip
 
-QUANTILES = (0.05, 0.5, 0.95)
 COLUMNS = ("mean", "sd", "5%", "50%", "95%", "ess_bulk", "ess_tail", "r_hat")
 
 
@@ -367,6 +369,8 @@ def unranked_diagnostics(x):
 class Summary(dict):
     """Rows `name[index] -> {statistic: value}`; prints as a table."""
 
+    columns = COLUMNS  # (the quantile columns of summarize(..., prob))
+
     def __missing__(self, key):
         rows = [r for r in self if isinstance(key, str) and r.startswith(f"{key}[")]
         if rows:
@@ -375,8 +379,8 @@ class Summary(dict):
         raise KeyError(key)
 
     def __str__(self):
-        rows = [[name] + [_cell(c, row[c]) for c in COLUMNS] for name, row in self.items()]
-        table = [[""] + list(COLUMNS)] + rows
+        rows = [[name] + [_cell(c, row[c]) for c in self.columns] for name, row in self.items()]
+        table = [[""] + list(self.columns)] + rows
         widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
         widths = [widths[0]] + [max(w, 8) for w in widths[1:]]
         return "\n".join("  ".join(f"{c:>{w}}" for c, w in zip(r, widths)) for r in table)
@@ -412,10 +416,19 @@ def component_labels(name, shape):
     return [name if not i else f"{name}[{','.join(map(str, i))}]" for i in np.ndindex(*shape)]
 
 
-def summarize(samples):
+def summarize(samples, prob=0.9):
     """A `Summary` of every scalar component of `samples` (name -> (chains, draws, ...));
-    each site's components get their R-hat and ESS in one vectorised computation."""
+    each site's components get their R-hat and ESS in one vectorised computation.
+    `prob`: the mass of the central interval whose ends are columns (0.9: "5%", "95%")."""
+    if isinstance(prob, bool) or not isinstance(prob, numbers.Real) or not 0 < prob < 1:
+        raise OptionError(
+            f"summary: prob={prob!r} must be a number in (0, 1), the mass of the central "
+            "interval (e.g. 0.9 for the 5% and 95% quantiles)"
+        )
+    low = round((1 - prob) / 2, 12)  # (0.05, not 0.04999999999999999, for prob=0.9)
+    quantiles = (low, 0.5, round(1 - low, 12))
     table = Summary()
+    table.columns = ("mean", "sd", *(f"{100 * q:g}%" for q in quantiles), *COLUMNS[5:])
     for name, value in samples.items():
         value = np.asarray(value)
         if not np.issubdtype(value.dtype, np.number) and value.dtype != bool:
@@ -424,11 +437,11 @@ def summarize(samples):
         components = np.moveaxis(value.reshape(value.shape[:2] + (-1,)), -1, 0)
         rhat, bulk, tail = rank_diagnostics(components)
         flat = components.reshape(len(components), -1)  # (K, chains * draws)
-        q = _quantiles(components, QUANTILES)
+        q = _quantiles(components, quantiles)
         q[:, np.isnan(flat).any(axis=1)] = np.nan  # (NaN sorts last: low quantiles looked fine)
         mean = flat.mean(axis=1)
         sd = flat.std(axis=1, ddof=1) if flat.shape[1] > 1 else np.full(len(flat), np.nan)
-        columns = (mean, sd, *q, bulk, tail, rhat)  # in the order of COLUMNS
+        columns = (mean, sd, *q, bulk, tail, rhat)  # in the order of table.columns
         for k, label in enumerate(component_labels(name, value.shape[2:])):
-            table[label] = {c: float(v[k]) for c, v in zip(COLUMNS, columns)}
+            table[label] = {c: float(v[k]) for c, v in zip(table.columns, columns)}
     return table

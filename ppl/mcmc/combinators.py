@@ -8,6 +8,9 @@ and gradient from one part to the next, so nothing is evaluated twice.
 >>> ppl.mcmc.mixture([(0.9, ppl.mcmc.NUTS()), (0.1, ppl.mcmc.RWMH())])
 >>> ppl.mcmc.repeat(ppl.mcmc.RWMH(), 10)
 >>> ppl.mcmc.blocks({"z": ppl.mcmc.DiscreteGibbs(), ("mu", "sigma"): ppl.mcmc.NUTS()})
+
+Each takes `init=` (the chains' starting values, as for NUTS, e.g. `init={"mu": 0.0}`):
+the combined method starts the chains, not the methods inside it.
 """
 
 import numbers
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl.errors import ModelError, OptionError
+from ppl.infer.registry import did_you_mean
 from ppl.mcmc.kernel import Kernel, MCMCState, handover
 from ppl.mcmc.method import MCMCMethod
 
@@ -246,11 +250,25 @@ class Blocks(MCMCMethod):
 
     def check(self, logdensity):
         named = [n for names, _ in self.parts for n in names]
-        missing = [n for n in logdensity.sites if n not in named]
+        sites = logdensity.sites
+        unknown = [n for n in named if n not in sites]
+        if unknown:
+            raise ModelError(
+                f"blocks: {logdensity.model.name} has no latent site(s) {unknown}"
+                f"{did_you_mean(unknown[0], sites)}; latent sites are {list(sites)}"
+            )
+        missing = [n for n in sites if n not in named]
         if missing:
+            discrete = [n for n in missing if sites[n].is_discrete]
+            continuous = [n for n in missing if not sites[n].is_discrete]
+            example = ", ".join(
+                f"{tuple(names)!r}: ppl.mcmc.{method}()"
+                for names, method in ((discrete, "DiscreteGibbs"), (continuous, "NUTS"))
+                if names
+            )
             raise ModelError(
                 f"blocks: latent site(s) {missing} are in no block; add them, e.g. "
-                f"blocks({{..., {tuple(missing)!r}: ppl.mcmc.NUTS()}})"
+                f"blocks({{..., {example}}})"
             )
         z = jnp.zeros(logdensity.size)
         for names, method in self.parts:
@@ -265,17 +283,24 @@ def _method(m, where):
         raise OptionError(
             f"{where}: expected an MCMC method object such as ppl.mcmc.NUTS(), got {m!r}"
         )
+    init = getattr(type(m), "__dataclass_fields__", {}).get("init")
+    if init is not None and m.init != init.default:
+        raise OptionError(
+            f"{where}: {type(m).__name__}(init={m.init!r}) would not be used: the combined method "
+            f"starts the chains; give init to it, e.g. {where}(..., init={m.init!r})"
+        )
     return m
 
 
-def cycle(*methods):
-    """A method that runs each of `methods` once per step, in order."""
+def cycle(*methods, init="uniform"):
+    """A method that runs each of `methods` once per step, in order (`init`: the
+    chains' starting values, as for NUTS)."""
     if not methods:
         raise OptionError("cycle: give at least one method, e.g. cycle(RWMH(), NUTS())")
-    return Cycle(tuple(_method(m, "cycle") for m in methods))
+    return Cycle(tuple(_method(m, "cycle") for m in methods), init)
 
 
-def mixture(weighted, *more):
+def mixture(weighted, *more, init="uniform"):
     """A method that runs one of the methods per step: `[(p1, method1), (p2, method2), ...]`
     (weights relative: they are divided by their sum)."""
     example = "e.g. mixture([(0.9, NUTS()), (0.1, RWMH())])"
@@ -288,7 +313,7 @@ def mixture(weighted, *more):
     total = sum(p for p, _ in weighted)
     if not weighted or any(p < 0 for p, _ in weighted) or total <= 0:
         raise OptionError("mixture: weights must be non-negative with a positive sum")
-    return Mixture(tuple((p / total, m) for p, m in weighted))
+    return Mixture(tuple((p / total, m) for p, m in weighted), init)
 
 
 def _weight(p):
@@ -297,14 +322,14 @@ def _weight(p):
     return float(p)
 
 
-def repeat(method, times):
+def repeat(method, times, init="uniform"):
     """A method that runs `method` `times` times per step."""
     if isinstance(times, bool) or not isinstance(times, int) or times < 1:
         raise OptionError(f"repeat: times={times!r} must be an integer >= 1")
-    return Repeat(_method(method, "repeat"), times)
+    return Repeat(_method(method, "repeat"), times, init)
 
 
-def blocks(mapping):
+def blocks(mapping, init="uniform"):
     """Gibbs over blocks of sites: `{"z": DiscreteGibbs(), ("mu", "sigma"): NUTS()}`.
 
     Every latent site must be in exactly one block; each step updates the blocks
@@ -325,4 +350,4 @@ def blocks(mapping):
         parts.append((names, _method(method, "blocks")))
     if not parts:
         raise OptionError("blocks: give at least one block")
-    return Blocks(tuple(parts))
+    return Blocks(tuple(parts), init)

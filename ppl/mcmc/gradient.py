@@ -15,7 +15,7 @@ class GradientMethod(MCMCMethod):
     target_accept: dual-averaging target of the mean acceptance probability.
     dense_mass: adapt a dense mass matrix instead of a diagonal one.
     step_size: initial step size (tuned during warmup unless adapt_step_size=False).
-    init: starting points, "uniform" | "prior" | "median".
+    init: starting points, "uniform" | "prior" | "median", or {site: value} (the rest "uniform").
     """
 
     target_accept: float = 0.8

@@ -131,7 +131,7 @@ class HMC(GradientMethod):
     target_accept: dual-averaging target of the acceptance probability.
     dense_mass: adapt a dense mass matrix instead of a diagonal one.
     step_size: initial step size (tuned during warmup unless adapt_step_size=False).
-    init: starting points, "uniform" | "prior" | "median".
+    init: starting points, "uniform" | "prior" | "median", or {site: value} (the rest "uniform").
     """
 
     num_steps: int | None = None

@@ -71,7 +71,7 @@ class NUTS(GradientMethod):
     max_tree_depth: trajectories stop at 2**max_tree_depth leapfrog steps.
     dense_mass: adapt a dense mass matrix instead of a diagonal one.
     step_size: initial step size (tuned during warmup unless adapt_step_size=False).
-    init: starting points, "uniform" | "prior" | "median".
+    init: starting points, "uniform" | "prior" | "median", or {site: value} (the rest "uniform").
     """
 
     max_tree_depth: int = 10

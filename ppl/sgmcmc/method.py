@@ -244,7 +244,7 @@ class Sampler(SGMCMCMethod):
         `cv_steps` Adam steps (learning rate `cv_learning_rate`) on the full data.
     replace: draw each minibatch with replacement (default: the fastest draw) or without;
         both give unbiased estimates (`ppl.sgmcmc.minibatch.minibatches`).
-    init: starting points, as for MCMC ("uniform", "prior" or "median").
+    init: starting points, as for MCMC ("uniform", "prior", "median" or {site: value}).
     data_parallel: split each step's minibatch evenly over `jax.devices()` and average the
         devices' estimates (`ppl.sgmcmc.minibatch.estimate`): the same chain as on one
         device, up to float round-off. Every subsampled plate's batch size must be a

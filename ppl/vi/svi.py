@@ -406,7 +406,7 @@ class SVI(Method):
         axis = 0 if stacked else None
         samples = _draws(num_samples, latent, determ, axis, programs, model, fitted, keys)
         samples = {k: np.asarray(v) for k, v in samples.items()}
-        diagnostics = self._diagnostics(state, losses, guide, params, timings)
+        diagnostics = self._diagnostics(state, losses, (guide, model), params, timings)
         # what the guide objects' own methods take (e.g. FlowGuide.log_prob)
         diagnostics["unconstrained_params"] = params
         log_evidence = None
@@ -462,7 +462,7 @@ class SVI(Method):
         "density is finite where the guide draws"
     )
 
-    def _diagnostics(self, state, losses, guide_program, params, timings):
+    def _diagnostics(self, state, losses, programs, params, timings):
         losses = np.asarray(losses)  # (fits, steps run)
         steps = np.asarray(state.step)
         stopped = np.asarray(state.stopped_at)
@@ -472,7 +472,7 @@ class SVI(Method):
             "nonfinite_steps": np.asarray(state.nonfinite),
             "steps": steps,
             "stopped_early_at": stopped,
-            "params": _constrained_params(guide_program, params),
+            "params": _constrained_params(programs, params),
             "fit_time": timings.get("fit", 0.0),
         }
 
@@ -576,8 +576,9 @@ def _warn_nonfinite(label, samples, diagnostics):
         warn(message)
 
 
-def _constrained_params(program, params):
-    """Fitted params on their constrained spaces, name -> (fits, ...)."""
+def _constrained_params(programs, params):
+    """Fitted params on their constrained spaces, name -> (fits, ...); the constraints
+    are read from `programs` (the guide's params and the model's own)."""
     found = {}
 
     def record(msg):
@@ -586,8 +587,9 @@ def _constrained_params(program, params):
         return None
 
     first = jax.tree.map(lambda p: jnp.asarray(p[0]), params)  # (a traced index may index it)
-    seeded = handlers.seed(_with_params(program, first, record), rng_seed=0)
-    jax.eval_shape(lambda: (seeded(), 0)[1])  # records the constraints, computes nothing
+    for program in programs:
+        seeded = handlers.seed(_with_params(program, first, record), rng_seed=0)
+        jax.eval_shape(lambda s=seeded: (s(), 0)[1])  # records the constraints, computes nothing
     out = {}
     for name, value in params.items():
         transform = biject_to(found.get(name, constraints.real))
