@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from ppl.errors import OptionError
 from ppl.smc.resampling import (
     SCHEMES,
+    conditional_resample,
     effective_sample_size,
     resample,
     resample_if_degenerate,
@@ -62,6 +63,22 @@ def test_systematic_is_exact_for_proportional_weights():
     for scheme in ("systematic", "residual"):
         counts = jnp.bincount(resample(jax.random.key(2), lw, 8, scheme), length=4)
         np.testing.assert_array_equal(counts, [4, 2, 1, 1])
+
+
+def test_conditional_resampling_keeps_the_reference_and_draws_the_others_iid():
+    """Particle Gibbs' law: ancestor 0 for the reference, the N - 1 others iid from the
+    weights (a scheme's draws with slot 0 overwritten are not: with 2 equal weights the
+    other particle never descended from the reference under systematic resampling)."""
+    w = np.array([0.5, 0.3, 0.2])
+    keys = jax.random.split(jax.random.key(3), REPS)
+    idx = np.asarray(jax.vmap(lambda k: conditional_resample(k, jnp.log(w)))(keys))
+    assert (idx[:, 0] == 0).all()
+    others = idx[:, 1:]
+    freq = np.stack([(others == j).mean(axis=0) for j in range(3)], axis=-1)  # (2, 3)
+    se = np.sqrt(w * (1 - w) / REPS)
+    assert (np.abs(freq - w) < 4.5 * se).all(), freq
+    both_zero = ((others[:, 0] == 0) & (others[:, 1] == 0)).mean()  # independent draws
+    assert abs(both_zero - w[0] ** 2) < 4.5 * np.sqrt(w[0] ** 2 * (1 - w[0] ** 2) / REPS)
 
 
 def test_ess_and_threshold():

@@ -40,7 +40,12 @@ from ppl.infer.evidence import log_mean_exp
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
 from ppl.infer.registry import register
-from ppl.smc.resampling import check_scheme, effective_sample_size, resample
+from ppl.smc.resampling import (
+    check_scheme,
+    conditional_resample,
+    effective_sample_size,
+    resample,
+)
 from ppl.smc.state_space import describe, prefix, run_step, trace_log_prob
 
 __all__ = ["ParticleFilter", "FilterSettings", "FilterResult", "filter_states", "trace_back"]
@@ -140,9 +145,10 @@ def filter_states(model, settings, key, fixed=None, reference=None):
         key_resample, key_move = draws.split(key)  # (written out: no hash loop per step)
         ess = effective_sample_size(log_w)
         do = ess < settings.resample_threshold * n
-        idx = resample(key_resample, log_w, scheme=settings.resampling)
-        if reference is not None:
-            idx = idx.at[0].set(0)  # the reference particle keeps its own past
+        if reference is None:
+            idx = resample(key_resample, log_w, scheme=settings.resampling)
+        else:  # the reference particle keeps its own past, the others iid (any scheme)
+            idx = conditional_resample(key_resample, log_w)
         idx = jnp.where(do, idx, jnp.arange(n, dtype=idx.dtype))
         static, carry = jax.tree.map(lambda v: v[idx], (static, carry))
         log_w = jnp.where(do, -jnp.log(n), log_w)

@@ -279,7 +279,9 @@ class ParticleGibbs(_ParticleMethod):
 
     It never moves the static sites, so as the whole method it refuses a model that has
     any: pair it in `ppl.mcmc.blocks` with a kernel for them. Discrete trajectory sites
-    are fine.
+    are fine. Its filter resamples conditionally whatever `resampling` says: the
+    reference particle keeps its past and the others are drawn iid from the weights
+    (the law that makes particle Gibbs exact for any `num_particles`).
     """
 
     def run(self, model, **options):

@@ -14,7 +14,10 @@ import jax.numpy as jnp
 
 from ppl.errors import OptionError
 
-__all__ = ["SCHEMES", "resample", "normalize", "effective_sample_size", "resample_if_degenerate"]
+__all__ = [
+    "SCHEMES", "resample", "conditional_resample", "normalize", "effective_sample_size",
+    "resample_if_degenerate",
+]  # fmt: skip
 
 #: Names of the resampling schemes that `resample(..., scheme=...)` and the SMC methods'
 #: `resampling=` option accept (see the module docstring for how they differ).
@@ -80,6 +83,16 @@ def resample(key, log_weights, num_samples=None, scheme="systematic"):
     w, _ = normalize(log_weights)
     m = log_weights.shape[0] if num_samples is None else num_samples
     return _SCHEMES[scheme](key, w, m).astype(jnp.int32)
+
+
+def conditional_resample(key, log_weights):
+    """Ancestors for conditional SMC (particle Gibbs): particle 0, the reference, keeps
+    its own past, and the other N - 1 are drawn iid from the weights (multinomial). Its
+    law is what makes particle Gibbs exact; overwriting slot 0 of a scheme's (sorted or
+    correlated) draws is not (Andrieu, Doucet & Holenstein 2010)."""
+    n = log_weights.shape[0]
+    others = jax.random.categorical(key, log_weights, shape=(n - 1,))
+    return jnp.concatenate([jnp.zeros(1, jnp.int32), others.astype(jnp.int32)])
 
 
 def resample_if_degenerate(key, log_weights, threshold=0.5, scheme="systematic"):
