@@ -5,6 +5,7 @@ from ppl.smc.particle_filter import ParticleFilter
 from ppl.smc.pmcmc import PIMH, PMMH, ParticleGibbs
 from ppl.smc.resampling import (
     SCHEMES,
+    conditional_resample,
     effective_sample_size,
     normalize,
     resample,
@@ -13,6 +14,7 @@ from ppl.smc.resampling import (
 from ppl.smc.tempered import Tempered, TemperedDensity
 
 __all__ = [
-    "SCHEMES", "effective_sample_size", "normalize", "resample", "resample_if_degenerate",
+    "SCHEMES", "conditional_resample", "effective_sample_size", "normalize", "resample",
+    "resample_if_degenerate",
     "Tempered", "TemperedDensity", "ParticleFilter", "PMMH", "PIMH", "ParticleGibbs",
 ]  # fmt: skip
