@@ -22,7 +22,7 @@ import ppl.smc  # registers "smc"
 from ppl import dist
 from ppl.errors import InferenceError, ModelError, OptionError
 from ppl.infer.registry import resolve
-from ppl.smc import Tempered
+from ppl.smc import Tempered, tempered
 from ppl.smc.tempered import _draws
 
 NUM_SIGMAS = 4.0
@@ -337,6 +337,7 @@ def test_refuses_discrete_and_improper():
         ({"num_particles": 1}, "num_particles"),
         ({"num_particles": 10.0}, "num_particles"),
         ({"num_mcmc_steps": 0}, "num_mcmc_steps"),
+        ({"num_particles": 3}, r"target_ess × num_particles = 1.5: .* jump to β = 1"),
         ({"target_ess": 1.0}, "target_ess"),
         ({"target_ess": 0}, "target_ess"),
         ({"max_stages": 0}, "max_stages"),
@@ -360,6 +361,15 @@ def test_refuses_discrete_and_improper():
 def test_bad_options(options, match):
     with pytest.raises(OptionError, match=match):
         Tempered(**options)
+
+
+def test_runs_that_disagree_or_stall_are_warned_about():
+    accept = np.array([[0.3, 0.2, np.nan], [0.3, 0.01, 0.005]])  # run 1's last stage stalled
+    found = tempered._run_warnings(np.array([-29.7, -31.9]), accept)
+    assert len(found) == 2
+    assert "spread by 1.1 nats" in found[0] and "[-29.7, -31.9]" in found[0]
+    assert "under 2% of proposals in run(s) [1] ([0.005])" in found[1]
+    assert tempered._run_warnings(np.array([-29.7, -29.8]), accept[:1]) == []
 
 
 def test_options_and_registry(regression):

@@ -587,6 +587,13 @@ class Tempered(Method):
             )
         object.__setattr__(self, "kernel", _kernel(self.kernel))
         object.__setattr__(self, "schedule", _schedule(self.schedule))
+        if self.schedule is None and self.target_ess * self.num_particles < 2:
+            raise OptionError(
+                f"Tempered: target_ess × num_particles = "
+                f"{self.target_ess * self.num_particles:g}: the adaptive schedule keeps the "
+                "ESS of each stage above it, and one particle's worth always is, so a run "
+                "could jump to β = 1 in one stage; use more particles (hundreds or more)"
+            )
 
     def check(self, logdensity):
         """Refuse up front what cannot be tempered: sites the kernel cannot move, and
@@ -648,7 +655,9 @@ class Tempered(Method):
         parts = _parts(self.kernel, ld)
         diagnostics = self._diagnostics(infos, parts, log_z, time.perf_counter() - t0)
         diagnostics["nan_log_density"] = np.asarray(state.num_nan)
-        diagnostics["warnings"] = _nan_warnings(diagnostics["nan_log_density"])
+        diagnostics["warnings"] = _nan_warnings(diagnostics["nan_log_density"]) + _run_warnings(
+            log_z, diagnostics["acceptance"]
+        )
         for message in diagnostics["warnings"]:
             warn(message)
         return Posterior(
@@ -703,6 +712,39 @@ def _check_degenerate(info, stage, previous):
             "(all are -inf or NaN). Check the model's likelihood (data outside a "
             "distribution's support, a factor of -inf or NaN) or the prior's support."
         )
+
+
+#: Runs whose log evidence estimates spread more than this (sd, nats) disagree: the
+#: log-mean-exp of the runs is then dominated by one run and its standard error unreliable.
+LOG_Z_SPREAD_MAX = 1.0
+#: Below this acceptance in a run's last stage its particles are mostly copies.
+LAST_STAGE_ACCEPTANCE_MIN = 0.02
+
+
+def _run_warnings(log_z, acceptance):
+    """Lines when the runs' evidence estimates disagree, or their last moves stalled."""
+    out = []
+    spread = float(np.std(log_z)) if log_z.size > 1 else 0.0
+    if not np.isfinite(spread) or spread > LOG_Z_SPREAD_MAX:
+        out.append(
+            f"tempered SMC: the runs' log evidence estimates spread by {spread:.3g} nats (sd; "
+            f"per run: {np.round(log_z, 2).tolist()}), more than {LOG_Z_SPREAD_MAX}: each "
+            "run's particles missed much of the posterior, so the estimate and its standard "
+            "error are unreliable. Use more particles, more num_mcmc_steps, or a higher "
+            "target_ess"
+        )
+    last = np.array([row[np.isfinite(row)][-1] for row in acceptance])
+    stalled = np.flatnonzero(last < LAST_STAGE_ACCEPTANCE_MIN)
+    if stalled.size:
+        out.append(
+            f"tempered SMC: the moves of the last stage accepted under "
+            f"{LAST_STAGE_ACCEPTANCE_MIN:.0%} of proposals in run(s) {stalled.tolist()} "
+            f"({np.round(last[stalled], 4).tolist()}): the final particles are mostly copies "
+            "of a few, so the posterior draws and the evidence's standard error understate "
+            "the uncertainty. Raise num_mcmc_steps, or move with a kernel suited to the "
+            "posterior (e.g. NUTS; for well-separated modes, more particles)"
+        )
+    return out
 
 
 def _nan_warnings(num_nan):
