@@ -545,3 +545,22 @@ def test_a_models_own_param_is_reported_on_its_constrained_space():
     fitted = post.diagnostics["params"]["scale"]
     raw = post.diagnostics["unconstrained_params"]["scale"]
     np.testing.assert_allclose(fitted, np.exp(raw), rtol=1e-6)  # (was the raw value)
+
+
+def test_init_params_continue_a_fit_or_start_at_given_values():
+    x = jnp.array([0.5, 1.0, 1.5])
+    run = dict(num_chains=2, num_samples=4, progress=False)
+    first = ppl.infer(normal_mean(x), SVI(num_steps=300), **run)
+    more = ppl.infer(normal_mean(x), SVI(num_steps=20, init_params=first), **run)
+    # the continued fits start where the first ended, not at the initial values
+    start, end = first.diagnostics["loss"][:, :20].mean(), first.diagnostics["loss"][:, -20:].mean()
+    assert abs(more.diagnostics["loss"].mean() - end) < 0.25 * (start - end)
+    given = SVI(guide=dsl_guide, num_steps=1, init_params={"loc": 0.75, "scale": 0.5})
+    post = ppl.infer(normal_mean(x), given, **run)
+    np.testing.assert_allclose(post.diagnostics["params"]["loc"], 0.75, atol=0.02)  # 1 step
+    np.testing.assert_allclose(post.diagnostics["params"]["scale"], 0.5, atol=0.02)
+    typo = SVI(guide=dsl_guide, num_steps=1, init_params={"lco": 1.0})
+    with pytest.raises(OptionError, match=r"names 'lco'.*did you mean 'loc'"):
+        ppl.infer(normal_mean(x), typo, **run)
+    with pytest.raises(OptionError, match="init_params=3.0 must be a Posterior"):
+        SVI(init_params=3.0)

@@ -21,7 +21,7 @@ import functools
 import math
 import numbers
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -41,7 +41,7 @@ from ppl.infer.algorithm import keep_where
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
-from ppl.infer.registry import register
+from ppl.infer.registry import did_you_mean, register
 from ppl.infer.summary import nonfinite_counts
 from ppl.vi import guides
 from ppl.vi.objectives import ELBO
@@ -207,6 +207,11 @@ class SVI(Method):
         diagnostics["log_evidence_method"]) for subsampled models, Delta guides and
         guides with auxiliary sites.
 
+    init_params: start from these params instead of their initial values: a Posterior
+        of an earlier fit of this guide and model (to train on: fit c continues from its
+        fit c, or every fit from its only one), or a dict {param: constrained value}.
+        The optimizer starts afresh.
+
     `post.diagnostics` holds the loss per step, `final_loss`, the fitted `params` on
     their constrained spaces (a positive scale as itself) and `unconstrained_params`,
     which the guide objects' own methods take (e.g. `FlowGuide.log_prob`).
@@ -221,6 +226,7 @@ class SVI(Method):
     max_nonfinite: int = 10
     early_stopping: Any = None
     evidence_particles: int = 1000
+    init_params: Any = field(default=None, compare=False)  # (used on the host only)
 
     handles_discrete = True  # with a DSL guide that samples them
 
@@ -254,6 +260,12 @@ class SVI(Method):
             raise OptionError(
                 f"{cls}: optimizer={self.optimizer!r} must be an optax GradientTransformation, "
                 "e.g. optax.adam(1e-2)"
+            )
+        given = self.init_params
+        if not (given is None or isinstance(given, dict) or _fitted_params(given) is not None):
+            raise OptionError(
+                f"{cls}: init_params={given!r} must be a Posterior of an earlier VI fit (its "
+                "diagnostics hold the fitted params) or a dict {param name: value}"
             )
         check_count("SVI", "num_steps", self.num_steps, 1)
         check_count("SVI", "max_nonfinite", self.max_nonfinite, 0)
@@ -382,6 +394,8 @@ class SVI(Method):
         )
         with explain:  # a guide missing a site fails here
             state = _start(program, data, jax.random.split(key_init, num_chains))
+        if self.init_params is not None:
+            state = self._warm_start(state, data, num_chains)
         phases = [Phase("fit", self.num_steps, keep=True)]
         state, losses, timings = run(
             program, data, state, jax.random.split(key_fit, num_chains), phases,
@@ -389,6 +403,35 @@ class SVI(Method):
         )  # fmt: skip
         self._raise_if_failed(state)
         return state, losses, timings
+
+    def _warm_start(self, state, programs, num_chains):
+        """`state` with the params of `init_params` (fits × unconstrained values) and a
+        fresh optimizer state."""
+        params = dict(state.params)
+        fitted = _fitted_params(self.init_params)
+        if fitted is None:  # a dict of constrained values: to the unconstrained scale
+            found = _param_constraints(programs, params)
+            fitted = {
+                k: biject_to(found.get(k, constraints.real)).inv(jnp.asarray(v, jnp.float32))
+                for k, v in self.init_params.items()
+            }
+        for name, value in fitted.items():
+            if name not in params:
+                raise OptionError(
+                    f"SVI: init_params names {name!r}, which is no param of the guide or "
+                    f"model{did_you_mean(name, params)}; params are {sorted(params)}"
+                )
+            one = params[name].shape[1:]
+            value = jnp.asarray(value, params[name].dtype)
+            if value.shape == one:
+                value = jnp.broadcast_to(value, params[name].shape)
+            elif value.shape != params[name].shape and value.shape != (1,) + one:
+                raise OptionError(
+                    f"SVI: init_params['{name}'] has shape {value.shape}; the param has "
+                    f"shape {one} (per fit; {num_chains} fits)"
+                )
+            params[name] = jnp.broadcast_to(value, params[name].shape)
+        return state._replace(params=params, opt_state=jax.vmap(self.transform.init)(params))
 
     def run(self, model, *, num_samples, num_chains, seed, progress):
         t0 = time.perf_counter()
@@ -576,9 +619,15 @@ def _warn_nonfinite(label, samples, diagnostics):
         warn(message)
 
 
-def _constrained_params(programs, params):
-    """Fitted params on their constrained spaces, name -> (fits, ...); the constraints
-    are read from `programs` (the guide's params and the model's own)."""
+def _fitted_params(posterior):
+    """A VI Posterior's unconstrained params (fits, ...), else None."""
+    diagnostics = getattr(posterior, "diagnostics", None)
+    return None if diagnostics is None else diagnostics.get("unconstrained_params")
+
+
+def _param_constraints(programs, params):
+    """name -> constraint of each `ppl.param` of `programs` (the guide's and the
+    model's own), given params (fits, ...) to run them at."""
     found = {}
 
     def record(msg):
@@ -590,6 +639,13 @@ def _constrained_params(programs, params):
     for program in programs:
         seeded = handlers.seed(_with_params(program, first, record), rng_seed=0)
         jax.eval_shape(lambda s=seeded: (s(), 0)[1])  # records the constraints, computes nothing
+    return found
+
+
+def _constrained_params(programs, params):
+    """Fitted params on their constrained spaces, name -> (fits, ...); the constraints
+    are read from `programs` (the guide's params and the model's own)."""
+    found = _param_constraints(programs, params)
     out = {}
     for name, value in params.items():
         transform = biject_to(found.get(name, constraints.real))
