@@ -106,11 +106,18 @@ def test_kernel_hyperparameters_are_pytree_leaves_and_gradients_are_finite_at_ze
         (lambda: K.RBF(lengthscale=jnp.array([1.0, -1.0])), r"lengthscale=\[1.0, -1.0\]"),
         (lambda: K.RBF(lengthscale="1"), r"lengthscale='1'"),
         (lambda: K.RBF() + 1, r"Sum: right=1 is not a kernel"),
+        (lambda: 2.0 * K.RBF(), r"Product: left=2.0 is not a kernel.*set its amplitude"),
+        (lambda: gp.CoresetVI(num_points=0), r"num_points=0 must be an integer >= 1"),
+        (lambda: gp.SVGP(num_inducing=2.5), r"num_inducing=2.5 must be an integer >= 1"),
     ],
 )
 def test_bad_kernel_hyperparameters_are_refused_when_the_kernel_is_built(make, message):
     with pytest.raises(OptionError, match=message):
         make()
+
+
+def test_kernels_sum_as_a_python_sum():
+    assert repr(sum([K.RBF(), K.Matern32()])) == repr(K.RBF() + K.Matern32())
 
 
 def test_kernel_hyperparameters_may_be_numpy_jax_or_traced():

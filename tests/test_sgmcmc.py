@@ -320,6 +320,14 @@ def test_bad_options(make, message):
         make()
 
 
+def test_numpy_and_jax_scalars_are_numbers():
+    """A step size as a JAX array (BlackJAX's habit) or NumPy scalar options are numbers:
+    accepted, and the objects stay hashable (compiled code is shared by equal ones)."""
+    assert SGLD(step_size=jnp.array(1e-4)) == SGLD(step_size=np.float32(1e-4))
+    hash(SGLD(step_size=jnp.array(1e-4), schedule=Polynomial(gamma=np.float32(0.55))))
+    assert Cyclical(cycle_length=np.int64(100)).cycle_length == 100
+
+
 def test_method_option_given_to_infer_points_to_the_method():
     with pytest.raises(OptionError, match=r"ppl.sgmcmc.SGLD\(step_size=...\)"):
         ppl.infer(correlated(), "sgld", step_size=0.1, progress=False)

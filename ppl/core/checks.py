@@ -52,6 +52,16 @@ def distribution_name(fn):
     return type(unwrapped(fn)).__name__
 
 
+def plain_scalars(obj):
+    """Replace the 0-d NumPy/JAX number fields of a frozen dataclass (`jnp.array(1e-4)`,
+    `np.float32(0.5)`, `np.int64(100)`) by Python numbers, so option checks see numbers
+    and the object stays hashable (a JAX array is not)."""
+    for name, value in vars(obj).items():
+        if isinstance(value, (np.ndarray, np.generic, jax.Array)) and np.shape(value) == ():
+            if not_jax_tracer(value) and np.issubdtype(np.asarray(value).dtype, np.number):
+                object.__setattr__(obj, name, np.asarray(value).item())
+
+
 def check_count(owner, name, value, minimum):
     """OptionError unless `value` is an integer (not a bool) >= `minimum`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:

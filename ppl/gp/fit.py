@@ -83,8 +83,9 @@ class GPMethod(Method):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("batch_size", "num_steps"):
-            check_option(self, name, lambda v: v >= 1, "an integer >= 1", integer=True)
+        for name in ("batch_size", "num_steps", "num_points", "num_inducing"):
+            if hasattr(self, name):  # (the point counts are checked against N when run)
+                check_option(self, name, lambda v: v >= 1, "an integer >= 1", integer=True)
         if not (hasattr(self.optimizer, "init") and hasattr(self.optimizer, "update")):
             raise OptionError(
                 f"{type(self).__name__}: optimizer={self.optimizer!r} must be an optax "

@@ -11,6 +11,7 @@ model) are checked when the kernel is built: each must be finite and positive.
 """
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +87,12 @@ class Kernel:
 
     def __mul__(self, other):
         return Product(self, other)
+
+    def __radd__(self, other):  # sum(kernels) starts from 0
+        return self if isinstance(other, numbers.Number) and other == 0 else Sum(other, self)
+
+    def __rmul__(self, other):
+        return Product(other, self)
 
     def __repr__(self):
         args = ", ".join(f"{p}={getattr(self, p)!r}" for p in self.params)

@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from ppl.core.checks import plain_scalars
 from ppl.core.logdensity import as_init
 from ppl.errors import OptionError
 
@@ -32,6 +33,7 @@ class Method:
 
     def __post_init__(self):
         cls = type(self).__name__
+        plain_scalars(self)
         flags = {
             f.name
             for f in getattr(self, "__dataclass_fields__", {}).values()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import jax.numpy as jnp
 
+from ppl.core.checks import plain_scalars
 from ppl.errors import OptionError
 
 __all__ = ["Schedule", "Constant", "Polynomial", "Cyclical"]
@@ -42,6 +43,7 @@ class Polynomial(Schedule):
     gamma: float = 0.55
 
     def __post_init__(self):
+        plain_scalars(self)
         if not (isinstance(self.b, (int, float)) and self.b > 0):
             raise OptionError(f"Polynomial: b={self.b!r} must be a positive number")
         if not (isinstance(self.gamma, (int, float)) and 0 <= self.gamma <= 1):
@@ -59,6 +61,7 @@ class Cyclical(Schedule):
     cycle_length: int = 1000
 
     def __post_init__(self):
+        plain_scalars(self)
         n = self.cycle_length
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise OptionError(f"Cyclical: cycle_length={n!r} must be a positive integer")
