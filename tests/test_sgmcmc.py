@@ -292,6 +292,32 @@ def test_subsample_size_larger_than_the_data():
 
 
 @ppl.model
+def logistic(x, y):
+    w = ppl.sample("w", dist.Normal(0.0, 1.0).expand([x.shape[1]]).to_event(1))
+    with ppl.plate("data", x.shape[0], subsample_size=50) as idx:
+        ppl.sample("y", dist.Bernoulli(logits=x[idx] @ w), obs=y[idx])
+
+
+def test_a_chain_settled_in_the_wrong_distribution_is_warned_about():
+    """With bounded gradients a step size far too large does not diverge: the chains
+    wander ~100 posterior sds wide, all alike (R-hat is quiet). The Stein check sees it;
+    at a sound step size it stays quiet (the ratio is 1 within its noise)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 2)).astype(np.float32)
+    y = (rng.uniform(size=500) < 1 / (1 + np.exp(-x @ np.array([1.0, -0.5])))).astype(np.float32)
+    run = dict(num_samples=500, num_warmup=500, num_chains=2, seed=0, progress=False)
+    with pytest.warns(ppl.SamplingWarning, match="spread disagrees with the log density"):
+        wrong = ppl.infer(logistic(x, y), SGLD(step_size=1.0), **run)
+    assert (wrong.diagnostics["variance_ratio"][0] > 100).all()
+    with warnings.catch_warnings(record=True) as found:
+        warnings.simplefilter("always")
+        sound = ppl.infer(logistic(x, y), SGLD(step_size=1e-3), **run)
+    assert not [w for w in found if "spread disagrees" in str(w.message)]
+    ratio, se = sound.diagnostics["variance_ratio"]
+    assert (np.abs(ratio - 1) < 5 * se + 0.5).all(), (ratio, se)
+
+
+@ppl.model
 def with_discrete():
     ppl.sample("k", dist.Bernoulli(0.3))
     ppl.sample("x", dist.Normal(0.0, 1.0))
@@ -331,3 +357,10 @@ def test_numpy_and_jax_scalars_are_numbers():
 def test_method_option_given_to_infer_points_to_the_method():
     with pytest.raises(OptionError, match=r"ppl.sgmcmc.SGLD\(step_size=...\)"):
         ppl.infer(correlated(), "sgld", step_size=0.1, progress=False)
+
+
+def test_sgnht_reports_its_thermostat():
+    post = ppl.infer(correlated(), SGNHT(step_size=0.01), num_samples=50, num_warmup=50,
+                     num_chains=2, seed=0, progress=False, convergence_checks=False)  # fmt: skip
+    assert post.diagnostics["thermostat"].shape == (2,)
+    assert np.isfinite(post.diagnostics["thermostat"]).all()

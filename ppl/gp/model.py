@@ -2,7 +2,10 @@
 
 `f = ppl.gp.sample("f", ppl.gp.GP(kernel), X)` is an ordinary `ppl.sample` site with
 f ~ MVN(m(X), K(X, X) + jitter·I), so NUTS and elliptical slice run on GP models with
-few inputs. `ppl.gp.regression(X, y, kernel=..., noise=...)` binds the standard model
+few inputs. With learned kernel hyperparameters this centred form is a funnel for NUTS
+(as in NumPyro): draw f whitened instead, `u ~ Normal(0, 1)` per input and
+`f = m(X) + cholesky(K(X, X) + jitter·I) @ u` with `ppl.gp.kernels`, or use elliptical
+slice for f. `ppl.gp.regression(X, y, kernel=..., noise=...)` binds the standard model
 (latent f, then y ~ Normal(f, noise) or Bernoulli(logits=f)); `ppl.gp.Exact`, `SVGP`
 and `CoresetVI` read its inputs, outputs, kernel and noise and fit them at scale.
 """

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ppl.errors import OptionError
 from ppl.infer.method import check_option
@@ -68,6 +69,12 @@ class SGNHT(Sampler):
     coordinate is 1 and the unknown minibatch noise is absorbed. `diffusion` is A (and
     ξ's starting value).
 
+    ξ has no friction of its own, so it settles slowly: from a start far from the
+    posterior it can need many times SGLD's burn-in (too narrow draws until then). Start
+    near the mode (`init="median"` or given values, or `control_variate=True`) or burn
+    in longer; `diagnostics["thermostat"]` holds each chain's final ξ, and the spread
+    check (see `ppl.sgmcmc.method`) warns about draws far too narrow or wide.
+
     >>> # m: a bound model whose data plate subsamples (see ppl.sgmcmc.SGLD)
     >>> post = ppl.infer(m, ppl.sgmcmc.SGNHT(step_size=1e-3, diffusion=1.0), num_samples=1000)
     """
@@ -81,6 +88,9 @@ class SGNHT(Sampler):
 
     def init_state(self, z):
         return SGNHTState(z, jnp.zeros_like(z), jnp.asarray(self.diffusion, z.dtype))
+
+    def state_diagnostics(self, state):
+        return {"thermostat": np.asarray(state.xi)}
 
     def update(self, key, state, grad, step_size):
         p = _kick(key, state.p, grad, step_size, state.xi, self.diffusion)

@@ -7,6 +7,14 @@ is here: each driver step draws a minibatch gradient (`minibatch.estimate`),
 moves, and watches for divergence: the first step whose position or gradient is
 not finite is recorded, the run stops at the end of that chunk and ends with an
 `InferenceError` naming that step instead of a Posterior full of NaN.
+
+A chain can also settle, finite, in the wrong distribution (a step size far too large
+with bounded gradients: every chain equally wrong, so R-hat is quiet). After the run,
+a Stein check evaluates the gradient estimate at up to 100 draws per chain: under the
+posterior -E[(z_i - mean z_i) ∂_i log p(z)] = 1 for every unconstrained coordinate
+(integration by parts), the draws' variance over the posterior's for a Gaussian one;
+coordinates that are off by more than a factor 2 (and 5 standard errors) are warned
+about, and `diagnostics["variance_ratio"]` holds every coordinate's value and se.
 """
 
 import time
@@ -24,6 +32,7 @@ from ppl.errors import InferenceError, OptionError
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
+from ppl.infer.summary import component_labels, ess_mean
 from ppl.mcmc.diagnostics import check_convergence, warn
 from ppl.mcmc.method import constrained_values, start_chains
 from ppl.sgmcmc.minibatch import Target, check_data_parallel, estimate, find_center, minibatches
@@ -96,6 +105,70 @@ def _collect(chain, info):
     return chain.state.z, info
 
 
+#: Draws per chain that the spread check evaluates the gradient at (evenly spaced).
+STEIN_DRAWS = 100
+#: The spread check warns when a coordinate's draws look this many times too wide, or
+#: too narrow, and the difference exceeds STEIN_SE of its standard errors.
+STEIN_FACTOR, STEIN_SE = 2.0, 5.0
+
+
+@partial(jax.jit, static_argnums=(3,))
+def _stein_terms(target, z, key, method):
+    keys = jax.random.split(key, z.shape[0])
+    opts = method.options
+
+    def grad(z, key):
+        return estimate(target, z, key, opts.replace, opts.data_parallel)[1]
+
+    g = jax.vmap(grad)(z, keys)
+    return -(z - z.mean(axis=0)) * g
+
+
+def _stein_ratios(target, zs, key, method):
+    """Per unconstrained coordinate i: -mean (z_i - mean z_i) ∂_i log p(z) over the draws
+    (at most STEIN_DRAWS per chain), with the method's own gradient estimate, and its
+    standard error: (ratio, se). Integration by parts gives exactly 1 under the
+    posterior, whatever its shape; for a Gaussian posterior it is the draws' variance
+    over the posterior's. So a chain that sits in a finite but wrong distribution (a step
+    size far too large with bounded gradients, a thermostat not yet settled) shows up,
+    where R-hat, with every chain equally wrong, does not."""
+    chains, draws, size = zs.shape
+    keep = np.unique(np.linspace(0, draws - 1, min(draws, STEIN_DRAWS)).astype(int))
+    z = zs[:, keep].reshape(-1, size)
+    terms = np.asarray(_stein_terms(target, jnp.asarray(z), key, method), np.float64)
+    # the standard error from the terms' effective sample size (draws are correlated)
+    per_chain = np.moveaxis(terms.reshape(chains, keep.size, size), -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ess = np.array([ess_mean(c) if keep.size >= 4 else np.nan for c in per_chain])
+        ess = np.where(np.isfinite(ess) & (ess > 0), ess, terms.shape[0])
+    return terms.mean(axis=0), terms.std(axis=0) / np.sqrt(ess)
+
+
+def _spread_messages(ratios, density):
+    """A warning naming the coordinates whose Stein ratio is far from 1."""
+    ratio, se = ratios
+    off = (np.abs(np.log(np.abs(ratio) + 1e-300)) > np.log(STEIN_FACTOR)) | (ratio <= 0)
+    off &= np.abs(ratio - 1) > STEIN_SE * se
+    if not off.any():
+        return []
+    labels = [
+        label
+        for s in density.sites.values()
+        for label in component_labels(s.name, s.unconstrained_shape)
+    ]
+    worst = sorted(np.flatnonzero(off), key=lambda i: -abs(np.log(abs(ratio[i]) + 1e-300)))
+    shown = ", ".join(f"{labels[i]}: {ratio[i]:.3g}" for i in worst[:6])
+    more = f" and {off.sum() - 6} more" if off.sum() > 6 else ""
+    return [
+        f"the draws' spread disagrees with the log density's gradient at them for "
+        f"{off.sum()} of {ratio.size} coordinates (unconstrained; {shown}{more}): "
+        "-E[(z - mean) * d log p / dz] is 1 under the posterior and reads as the draws' "
+        "variance over the posterior's. The chains sample another distribution: lower "
+        "step_size (too large a step widens it), or run a longer burn-in (num_warmup); "
+        "diagnostics['variance_ratio'] holds every coordinate's ratio and its se (rows)"
+    ]
+
+
 def _stop_on_divergence(chains, out, done):
     """The driver's monitor: end the run at the first chunk in which a chain diverged
     (the error naming the step is raised afterwards, with no draws kept)."""
@@ -126,6 +199,10 @@ class SGMCMCMethod(Method):
 
     def init_pool(self, z):
         return ()
+
+    def state_diagnostics(self, state):
+        """Per-chain values of the samplers' final states worth reporting (none here)."""
+        return {}
 
     def move(self, target, key, chain):
         """One step: (new sampler state, pool, log-density estimate, gradient, step size)."""
@@ -188,6 +265,9 @@ class SGMCMCMethod(Method):
         convergence, messages = {}, []
         if convergence_checks:
             convergence, messages = check_convergence({k: samples[k] for k in ld.sites})
+            ratios = _stein_ratios(target, np.asarray(zs), jax.random.fold_in(seed, 1), self)
+            convergence["variance_ratio"] = np.stack(ratios)  # rows: ratio, its se
+            messages += _spread_messages(ratios, ld)
         steps = np.asarray(chains.t)
         diagnostics = {
             "step_size": stats["step_size"][:, -1],
@@ -197,6 +277,7 @@ class SGMCMCMethod(Method):
             "warmup_time": timings.get("burn-in", 0.0),
             "sampling_time": timings.get("sample", 0.0),
             "divergences": np.zeros(num_chains, int),
+            **self.state_diagnostics(chains.state),
             **convergence,
             "warnings": [f"{self.label}: {m}" for m in messages],
         }

@@ -11,7 +11,10 @@ the fixed point of coordinate-ascent VI over the group factorisation, found
 non-parametrically. Breaking the dependencies between groups lets the chain mix
 faster, at the price of the correlations between groups (within a group they
 are kept). For a Gaussian posterior N(μ, Λ⁻¹) and one group per coordinate, q is
-N(μ, diag(1/Λ_ii)): the right means, the conditional variances.
+N(μ, diag(1/Λ_ii)): the right means, the conditional variances. That is the fixed
+point; reaching it needs the pools to forget the start, a burn-in that grows with
+`pool_size`, and strongly correlated groups approach it slowly (the spread check and
+R-hat in the diagnostics say when a run has not).
 
 Two variants:
 
