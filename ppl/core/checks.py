@@ -2,10 +2,12 @@
 message, not a tracer; data found valid here is not checked again at every evaluation."""
 
 import copy
+import difflib
 import numbers
 from contextlib import contextmanager
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from numpyro.distributions import (
     CategoricalLogits,
@@ -50,6 +52,12 @@ def unwrapped(fn):
 def distribution_name(fn):
     """The name of `fn` unwrapped (`Poisson`, not `ExpandedDistribution`)."""
     return type(unwrapped(fn)).__name__
+
+
+def did_you_mean(name, valid):
+    """' (did you mean 'x'?)' for a close match of `name` among `valid`, else ''."""
+    close = difflib.get_close_matches(str(name).lower(), list(valid), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def plain_scalars(obj):
@@ -214,6 +222,17 @@ def traced(constraint):
         if isinstance(v, jax.core.Tracer) or (isinstance(v, Constraint) and traced(v)):
             return True
     return False
+
+
+def outside(constraint, value):
+    """Where a concrete `value` lies outside `constraint` (a boolean array); None when
+    that cannot be known before running (a traced value, or a support that depends on
+    latent values)."""
+    if traced(constraint) or any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(value)):
+        return None
+    with jax.ensure_compile_time_eval():  # (callers may run under jit)
+        inside = constraint(jnp.asarray(value))
+    return None if isinstance(inside, jax.core.Tracer) else ~np.asarray(inside)
 
 
 def observed_in_support(trace, model_name):

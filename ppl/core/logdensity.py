@@ -27,9 +27,11 @@ from ppl.core.checks import (
     TRACER_ERRORS,
     check_observed_sites,
     check_parameters,
+    did_you_mean,
     distribution_name,
     explain_tracer_errors,
     observed_in_support,
+    outside,
     traced,
 )
 from ppl.core.model import abstract_call, improper_values
@@ -445,14 +447,12 @@ class LogDensity:
                 return _constrain_site(unconstrained, discrete, site)
             v = given[site["name"]]
             support = site["fn"].support
-            if not traced(support):  # (one that depends on latent values or data is not checked)
-                with jax.ensure_compile_time_eval():
-                    inside = support(v)
-                if not isinstance(inside, jax.core.Tracer) and not np.all(inside):
-                    raise OptionError(
-                        f"{self.model.name}: init value of site '{site['name']}' lies outside "
-                        f"its support {support}; give a value inside it"
-                    )
+            bad = outside(support, v)  # (None for a support that depends on latent values)
+            if bad is not None and bad.any():
+                raise OptionError(
+                    f"{self.model.name}: init value of site '{site['name']}' lies outside "
+                    f"its support {support}; give a value inside it"
+                )
             return jnp.asarray(v, dtype=self.sites[site["name"]].dtype)
 
         model = handlers.substitute(self._seeded(key), substitute_fn=value)
@@ -466,8 +466,6 @@ class LogDensity:
             sites = self.sites
             for name, value in strategy.arrays().items():
                 if name not in sites:
-                    from ppl.infer.registry import did_you_mean
-
                     raise OptionError(
                         f"{self.model.name}: init names {name!r}, which is no latent site"
                         f"{did_you_mean(name, sites)}; latent sites are {list(sites)}"

@@ -6,9 +6,10 @@ import os
 import jax
 import numpy as np
 
+from ppl.core.checks import did_you_mean
 from ppl.core.model import as_bound_model, as_key
 from ppl.errors import OptionError, PPLError
-from ppl.infer.registry import did_you_mean, resolve
+from ppl.infer.registry import resolve
 from ppl.infer.sharding import CHAIN_METHODS, chain_mesh
 
 __all__ = ["infer"]

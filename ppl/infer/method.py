@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from ppl.core.checks import plain_scalars
+from ppl.core.checks import did_you_mean, plain_scalars
 from ppl.core.logdensity import as_init
 from ppl.errors import OptionError
 
@@ -62,8 +62,6 @@ class Method:
 
 
 def _check_arguments(cls, args, kwargs):
-    from ppl.infer.registry import did_you_mean
-
     signature = inspect.signature(cls.__init__)
     try:
         signature.bind(None, *args, **kwargs)

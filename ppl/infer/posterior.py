@@ -10,9 +10,9 @@ from numpyro import handlers
 from numpyro.distributions import MaskedDistribution
 from numpyro.infer import Predictive
 
+from ppl.core.checks import did_you_mean
 from ppl.core.model import as_bound_model, as_key, value_sites
 from ppl.errors import PPLError, SiteError, warn
-from ppl.infer.registry import did_you_mean
 from ppl.infer.summary import summarize
 
 __all__ = ["Posterior", "load"]

@@ -3,8 +3,7 @@
 Later families register themselves with `@register("name")`; `infer()` never changes.
 """
 
-import difflib
-
+from ppl.core.checks import did_you_mean
 from ppl.errors import OptionError
 
 _METHODS = {}
@@ -35,12 +34,6 @@ def method_names():
 def discrete_method_names():
     """Registered methods that can sample discrete latent sites."""
     return sorted(n for n, cls in _METHODS.items() if getattr(cls, "handles_discrete", False))
-
-
-def did_you_mean(name, valid):
-    """' (did you mean 'x'?)' for a close match of `name` among `valid`, else ''."""
-    close = difflib.get_close_matches(str(name).lower(), list(valid), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def resolve(method):

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ppl.core.checks import did_you_mean
 from ppl.errors import ModelError, OptionError
-from ppl.infer.registry import did_you_mean
 from ppl.mcmc.kernel import Kernel, MCMCState, handover
 from ppl.mcmc.method import MCMCMethod
 

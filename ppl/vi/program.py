@@ -60,10 +60,9 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.primitives import Messenger
 
 from ppl.core import draws, handlers
-from ppl.core.checks import check_count, unwrapped
+from ppl.core.checks import check_count, did_you_mean, outside, unwrapped
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import ModelError, OptionError
-from ppl.infer.registry import did_you_mean
 
 __all__ = [
     "objective", "Objective", "Draw", "particles", "draw", "score", "mean", "logmeanexp",
@@ -185,12 +184,9 @@ def _unbounded(support):
 def _check_initial_value(name, value, constraint):
     """ModelError for a param whose initial value lies outside its constraint (its
     unconstrained value would be infinite or NaN, and fitting would fail obscurely)."""
-    if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(value)):
-        return  # computed from traced inputs: checked by the fit's finiteness checks
-    with jax.ensure_compile_time_eval():  # (init runs under jit)
-        inside = np.asarray(constraint.check(jnp.asarray(value)))
-    if not inside.all():
-        shown = np.asarray(value) if np.size(value) <= 6 else f"{(~inside).sum()} entries"
+    bad = outside(constraint, value)  # (None when computed from traced inputs)
+    if bad is not None and bad.any():
+        shown = np.asarray(value) if np.size(value) <= 6 else f"{bad.sum()} entries"
         raise ModelError(
             f"ppl.param('{name}'): initial value {shown} lies outside its constraint "
             f"{constraint!r}; give an initial value inside it (its unconstrained value "

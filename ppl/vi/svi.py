@@ -34,14 +34,14 @@ from numpyro.distributions.transforms import biject_to
 from numpyro.optim import _NumPyroOptim
 
 from ppl.core import handlers
-from ppl.core.checks import check_count, explain_tracer_errors, unwrapped
+from ppl.core.checks import check_count, did_you_mean, explain_tracer_errors, unwrapped
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.algorithm import keep_where
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method
 from ppl.infer.posterior import Posterior
-from ppl.infer.registry import did_you_mean, register
+from ppl.infer.registry import register
 from ppl.infer.summary import nonfinite_counts
 from ppl.vi import guides
 from ppl.vi.objectives import ELBO
