@@ -18,6 +18,7 @@ import optax
 import pytest
 from jax.scipy.stats import multivariate_normal
 from numpyro.distributions import constraints
+from scipy import stats
 
 import ppl
 from ppl import dist
@@ -538,13 +539,26 @@ def test_a_models_own_param_is_reported_on_its_constrained_space():
     def noisy(y):
         mu = ppl.sample("mu", dist.Normal(0.0, 5.0))
         scale = ppl.param("scale", 1.0, constraint=constraints.positive)
-        ppl.sample("y", dist.Normal(mu, scale), obs=y)
+        ppl.deterministic("scale_used", scale)
+        with ppl.plate("data", 3):
+            ppl.sample("y", dist.Normal(mu, scale), obs=y)
 
-    post = ppl.infer(noisy(jnp.array([0.3, -0.2, 0.5])), SVI(num_steps=50), num_samples=2,
-                     num_chains=1, progress=False)  # fmt: skip
+    y = jnp.array([0.3, -0.2, 0.5])
+    post = ppl.infer(noisy(y), SVI(num_steps=50), num_samples=2, num_chains=2, progress=False)
     fitted = post.diagnostics["params"]["scale"]
     raw = post.diagnostics["unconstrained_params"]["scale"]
     np.testing.assert_allclose(fitted, np.exp(raw), rtol=1e-6)  # (was the raw value)
+    assert abs(fitted[0] - 1.0) > 1e-3  # (it moved: the checks below can tell)
+    # what is computed from the model after the fit uses the fitted value, per fit (it
+    # used the initial 1.0: deterministic sites, the log likelihood, predictions)
+    per_draw = np.broadcast_to(fitted[:, None], (2, 2))
+    np.testing.assert_allclose(post.samples["scale_used"], per_draw, rtol=1e-6)
+    loglik = post.log_likelihood()["y"]
+    mu = post.samples["mu"][..., None]
+    exact = stats.norm.logpdf(np.asarray(y), mu, fitted[:, None, None])
+    np.testing.assert_allclose(loglik, exact, rtol=1e-4, atol=1e-5)
+    predicted = post.predictive(noisy(None))["scale_used"]
+    np.testing.assert_allclose(predicted, per_draw, rtol=1e-6)
 
 
 def test_init_params_continue_a_fit_or_start_at_given_values():

@@ -86,6 +86,22 @@ class Posterior:
         )
         return summarize({self._site(n): self.samples[n] for n in names}, prob)
 
+    def _draws_with_params(self):
+        """The latent draws, name -> (chains * draws, ...), with a VI fit's params (in
+        diagnostics["params"], per fit) beside them, so that a model's own `ppl.param`
+        takes its fitted value, not its initial one. (Samplers hold params at their
+        initial values, and report none.)"""
+        draws = {n: self.flat(n) for n in self.latent_sites}
+        fitted = self.diagnostics.get("params")
+        if not isinstance(fitted, dict):
+            return draws
+        params = {
+            name: np.repeat(np.asarray(v), self.num_samples, axis=0)
+            for name, v in fitted.items()
+            if np.ndim(v) >= 1 and np.shape(v)[0] == self.num_chains and name not in draws
+        }
+        return {**params, **draws}
+
     def predictive(self, model, seed=0):
         """Posterior-predictive draws of every site of `model` that is not a latent site here.
 
@@ -93,7 +109,7 @@ class Posterior:
         returns name -> array (chains, draws, *site_shape).
         """
         model = as_bound_model(model)
-        draws = {n: self.flat(n) for n in self.latent_sites}
+        draws = self._draws_with_params()
         trace = model.trace(seed)
         sites = [n for n in value_sites(trace) if n not in self.latent_sites]
         _warn_if_surprising(model, trace, self.latent_sites)
@@ -193,7 +209,7 @@ class Posterior:
                     out[name] = _log_likelihood_and_mask(site)
             return out
 
-        draws = {n: self.flat(n) for n in self.latent_sites}
+        draws = self._draws_with_params()
         out = jax.lax.map(one, draws, batch_size=_LOG_LIKELIHOOD_BATCH)
         shape = (self.num_chains, self.num_samples)
         values = {n: np.asarray(v).reshape(shape + v.shape[1:]) for n, (v, _) in out.items()}

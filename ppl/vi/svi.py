@@ -447,7 +447,7 @@ class SVI(Method):
         latent, determ = tuple(ld.sites), tuple(ld.deterministic)
         keys = jax.random.split(key_draw, num_chains)
         axis = 0 if stacked else None
-        samples = _draws(num_samples, latent, determ, axis, programs, model, fitted, keys)
+        samples = _draws(num_samples, latent, determ, axis, programs, model, fitted, params, keys)
         samples = {k: np.asarray(v) for k, v in samples.items()}
         diagnostics = self._diagnostics(state, losses, (guide, model), params, timings)
         # what the guide objects' own methods take (e.g. FlowGuide.log_prob)
@@ -668,11 +668,13 @@ def _with_params(program, params, record=None):
 
 
 @partial(jax.jit, static_argnums=(0, 1, 2, 3))
-def _draws(num_samples, latent, determ, axis, programs, model, params, keys):
+def _draws(num_samples, latent, determ, axis, programs, model, params, fitted, keys):
     """num_samples draws per fit of the model's latent sites from the fitted guide,
-    and of its deterministic sites at those draws: name -> (fits, draws, ...)."""
+    and of its deterministic sites at those draws (with the model's own params as
+    fitted): name -> (fits, draws, ...). `params`: the guide programs' params; `fitted`:
+    every param of the fit (the model's included)."""
 
-    def one(program, params, key):
+    def one(program, params, fitted, key):
         k_guide, k_model = jax.random.split(key)
         # every data point's local latent values (not one minibatch's)
         guided = handlers.full_data(handlers.seed(_with_params(program, params), rng_seed=k_guide))
@@ -680,14 +682,15 @@ def _draws(num_samples, latent, determ, axis, programs, model, params, keys):
         values = {n: trace[n]["value"] for n in latent}
         if not determ:
             return values
-        filled = handlers.seed(handlers.substitute(model, data=values), rng_seed=k_model)
-        model_trace = handlers.trace(handlers.full_data(filled)).get_trace()
+        filled = handlers.substitute(_with_params(model, fitted), data=values)
+        model_trace = handlers.trace(handlers.full_data(handlers.seed(filled, k_model))).get_trace()
         return {**values, **{n: model_trace[n]["value"] for n in determ}}
 
-    def fit(program, params, key):
-        return jax.vmap(one, (None, None, 0))(program, params, jax.random.split(key, num_samples))
+    def fit(program, params, fitted, key):
+        keys = jax.random.split(key, num_samples)
+        return jax.vmap(one, (None, None, None, 0))(program, params, fitted, keys)
 
-    return jax.vmap(fit, (axis, 0, 0))(programs, params, keys)
+    return jax.vmap(fit, (axis, 0, 0, 0))(programs, params, fitted, keys)
 
 
 @objective(bound=True)
