@@ -349,6 +349,7 @@ def test_refuses_discrete_and_improper():
         ({"kernel": Tempered()}, "kernel"),
         ({"kernel": "no-such-kernel"}, "unknown method"),
         ({"kernel": "pmmh"}, "contains pmmh, whose particle filter targets the model's untempered"),
+        ({"kernel": ppl.mcmc.RWMH(init={"w": 0.0})}, r"rwmh\(init=\{'w': 0.0\}\) would not"),
         (
             {"kernel": ppl.mcmc.cycle(ppl.mcmc.RWMH(), ppl.smc.ParticleGibbs())},
             "contains particle_gibbs",
@@ -364,12 +365,12 @@ def test_bad_options(options, match):
 
 
 def test_runs_that_disagree_or_stall_are_warned_about():
-    accept = np.array([[0.3, 0.2, np.nan], [0.3, 0.01, 0.005]])  # run 1's last stage stalled
-    found = tempered._run_warnings(np.array([-29.7, -31.9]), accept)
+    distinct = np.array([600, 40])  # of 1,000: run 1's final particles are mostly copies
+    found = tempered._run_warnings(np.array([-29.7, -31.9]), distinct, 1000)
     assert len(found) == 2
     assert "spread by 1.1 nats" in found[0] and "[-29.7, -31.9]" in found[0]
-    assert "under 2% of proposals in run(s) [1] ([0.005])" in found[1]
-    assert tempered._run_warnings(np.array([-29.7, -29.8]), accept[:1]) == []
+    assert "under 10% of the final particles are distinct in run(s) [1] ([40] of 1000)" in found[1]
+    assert tempered._run_warnings(np.array([-29.7, -29.8]), distinct[:1], 1000) == []
 
 
 def test_options_and_registry(regression):

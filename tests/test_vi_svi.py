@@ -18,6 +18,7 @@ import optax
 import pytest
 from jax.scipy.stats import multivariate_normal
 from numpyro.distributions import constraints
+from numpyro.infer.autoguide import AutoDelta, AutoNormal
 from scipy import stats
 
 import ppl
@@ -578,3 +579,30 @@ def test_init_params_continue_a_fit_or_start_at_given_values():
         ppl.infer(normal_mean(x), typo, **run)
     with pytest.raises(OptionError, match="init_params=3.0 must be a Posterior"):
         SVI(init_params=3.0)
+
+
+def test_guides_that_fit_their_model_are_accepted():
+    """No false alarms from the guide checks: a Delta for a positive site (its param
+    carries the constraint), NumPyro's AutoNormal and AutoDelta, a model with an
+    ImproperUniform site, a pytree-valued param."""
+
+    @ppl.model
+    def positive(y):
+        s = ppl.sample("s", dist.HalfNormal(5.0))
+        flat = ppl.sample("flat", dist.ImproperUniform(constraints.real, (), ()))
+        tree = ppl.param("tree", {"a": jnp.zeros(2), "b": jnp.ones(())})
+        with ppl.plate("data", 3):
+            ppl.sample("y", dist.Normal(flat + tree["a"].sum(), s * tree["b"]), obs=y)
+
+    def map_guide(y):
+        ppl.sample("s", dist.Delta(ppl.param("s_map", 1.0, constraint=constraints.positive)))
+        ppl.sample("flat", dist.Delta(ppl.param("flat_map", 0.0)))
+
+    model = positive(jnp.array([0.5, 1.0, 1.5]))
+    run = dict(num_samples=2, num_chains=1, progress=False)
+    for guide in (map_guide, AutoNormal(positive.fn), AutoDelta(positive.fn), Normal()):
+        post = ppl.infer(model, SVI(guide=guide, num_steps=2), **run)
+        assert np.isfinite(post.samples["s"]).all() and (post.samples["s"] > 0).all()
+    assert post.diagnostics["params"]["tree"]["b"].shape == (1,)
+    with pytest.raises(OptionError, match=r"init_params\['s_map'\] = -0.1 lies outside"):
+        ppl.infer(model, SVI(guide=map_guide, num_steps=2, init_params={"s_map": -0.1}), **run)

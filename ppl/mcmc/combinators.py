@@ -283,8 +283,7 @@ def _method(m, where):
         raise OptionError(
             f"{where}: expected an MCMC method object such as ppl.mcmc.NUTS(), got {m!r}"
         )
-    init = getattr(type(m), "__dataclass_fields__", {}).get("init")
-    if init is not None and m.init != init.default:
+    if m.sets_init():
         raise OptionError(
             f"{where}: {type(m).__name__}(init={m.init!r}) would not be used: the combined method "
             f"starts the chains; give init to it, e.g. {where}(..., init={m.init!r})"

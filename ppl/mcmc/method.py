@@ -132,6 +132,12 @@ class MCMCMethod(Method):
     def kernel_diagnostics(self, stats):
         return {}
 
+    def sets_init(self):
+        """Whether `init` was given (not its default): unused where another method (a
+        combinator, tempered SMC) starts the chains."""
+        field = getattr(self, "__dataclass_fields__", {}).get("init")
+        return field is not None and self.init != field.default
+
     def walk(self, prefix=""):
         """(stat prefix, method) for this method and, recursively, the methods combined in
         it, in the order of its kernel's parts ("0.", "0.1.", ...): the method objects in

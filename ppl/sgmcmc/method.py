@@ -159,13 +159,27 @@ def _spread_messages(ratios, density):
     worst = sorted(np.flatnonzero(off), key=lambda i: -abs(np.log(abs(ratio[i]) + 1e-300)))
     shown = ", ".join(f"{labels[i]}: {ratio[i]:.3g}" for i in worst[:6])
     more = f" and {off.sum() - 6} more" if off.sum() > 6 else ""
+    wide = (ratio[off] > 1).any()
+    narrow = (ratio[off] < 1).any()
+    advice = " ".join(
+        text
+        for flag, text in (
+            (wide, "Ratios above 1 (draws too wide): lower step_size."),
+            (
+                narrow,
+                "Ratios below 1 (draws too narrow): the chains have not spread over the "
+                "posterior yet: run a longer burn-in (num_warmup) and more draws, or raise "
+                "step_size.",
+            ),
+        )
+        if flag
+    )
     return [
         f"the draws' spread disagrees with the log density's gradient at them for "
         f"{off.sum()} of {ratio.size} coordinates (unconstrained; {shown}{more}): "
         "-E[(z - mean) * d log p / dz] is 1 under the posterior and reads as the draws' "
-        "variance over the posterior's. The chains sample another distribution: lower "
-        "step_size (too large a step widens it), or run a longer burn-in (num_warmup); "
-        "diagnostics['variance_ratio'] holds every coordinate's ratio and its se (rows)"
+        f"variance over the posterior's, so the chains sample another distribution. {advice} "
+        "(diagnostics['variance_ratio'] holds every coordinate's ratio and its se.)"
     ]
 
 

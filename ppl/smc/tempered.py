@@ -500,6 +500,12 @@ def _kernel(value):
             f"Tempered: kernel={value!r} must be an MCMC method object such as "
             "ppl.mcmc.RWMH(), ppl.mcmc.NUTS() or a combinator (ppl.mcmc.cycle(...))"
         )
+    started = [f"{m.label}(init={m.init!r})" for _, m in value.walk() if m.sets_init()]
+    if started:
+        raise OptionError(
+            f"Tempered: the kernel's {', '.join(started)} would not be used: tempered SMC "
+            "starts its particles as prior draws; leave init out"
+        )
     untempered = [m.label for _, m in value.walk() if not m.tempers]
     if untempered:
         raise OptionError(
@@ -655,8 +661,9 @@ class Tempered(Method):
         parts = _parts(self.kernel, ld)
         diagnostics = self._diagnostics(infos, parts, log_z, time.perf_counter() - t0)
         diagnostics["nan_log_density"] = np.asarray(state.num_nan)
+        diagnostics["distinct_particles"] = np.array([len(np.unique(zr, axis=0)) for zr in z])
         diagnostics["warnings"] = _nan_warnings(diagnostics["nan_log_density"]) + _run_warnings(
-            log_z, diagnostics["acceptance"]
+            log_z, diagnostics["distinct_particles"], self.num_particles
         )
         for message in diagnostics["warnings"]:
             warn(message)
@@ -717,12 +724,13 @@ def _check_degenerate(info, stage, previous):
 #: Runs whose log evidence estimates spread more than this (sd, nats) disagree: the
 #: log-mean-exp of the runs is then dominated by one run and its standard error unreliable.
 LOG_Z_SPREAD_MAX = 1.0
-#: Below this acceptance in a run's last stage its particles are mostly copies.
-LAST_STAGE_ACCEPTANCE_MIN = 0.02
+#: Below this share of distinct final particles a run's particles are mostly copies.
+DISTINCT_MIN = 0.1
 
 
-def _run_warnings(log_z, acceptance):
-    """Lines when the runs' evidence estimates disagree, or their last moves stalled."""
+def _run_warnings(log_z, distinct, num_particles):
+    """Lines when the runs' evidence estimates disagree, or their final particles are
+    mostly copies of a few (the moves did not rejuvenate them after resampling)."""
     out = []
     spread = float(np.std(log_z)) if log_z.size > 1 else 0.0
     if not np.isfinite(spread) or spread > LOG_Z_SPREAD_MAX:
@@ -733,16 +741,14 @@ def _run_warnings(log_z, acceptance):
             "error are unreliable. Use more particles, more num_mcmc_steps, or a higher "
             "target_ess"
         )
-    last = np.array([row[np.isfinite(row)][-1] for row in acceptance])
-    stalled = np.flatnonzero(last < LAST_STAGE_ACCEPTANCE_MIN)
-    if stalled.size:
+    few = np.flatnonzero(distinct < DISTINCT_MIN * num_particles)
+    if few.size:
         out.append(
-            f"tempered SMC: the moves of the last stage accepted under "
-            f"{LAST_STAGE_ACCEPTANCE_MIN:.0%} of proposals in run(s) {stalled.tolist()} "
-            f"({np.round(last[stalled], 4).tolist()}): the final particles are mostly copies "
-            "of a few, so the posterior draws and the evidence's standard error understate "
-            "the uncertainty. Raise num_mcmc_steps, or move with a kernel suited to the "
-            "posterior (e.g. NUTS; for well-separated modes, more particles)"
+            f"tempered SMC: under {DISTINCT_MIN:.0%} of the final particles are distinct in "
+            f"run(s) {few.tolist()} ({distinct[few].tolist()} of {num_particles}): they are "
+            "mostly copies of a few, so the posterior draws and the evidence's standard "
+            "error understate the uncertainty. Raise num_mcmc_steps, or move with a kernel "
+            "suited to the posterior (e.g. NUTS; for well-separated modes, more particles)"
         )
     return out
 

@@ -52,6 +52,7 @@ from numpyro.distributions import (
     BernoulliProbs,
     CategoricalLogits,
     CategoricalProbs,
+    Delta,
     Normal,
     Unit,
     constraints,
@@ -478,8 +479,12 @@ def draw(program, *args, gradient=True, path_gradient=False, **kwargs):
     run.sampled.update(sampler.kinds)
     if program is run.guide:
         run.guide_sites.update({n: trace[n]["type"] for n in values})
-        run.guide_supports.update(
-            {n: trace[n]["fn"].support for n in values if trace[n]["type"] == "sample"}
+        run.guide_supports.update(  # (a Delta's value is its constrained param: no support)
+            {
+                n: None if isinstance(unwrapped(trace[n]["fn"]), Delta) else trace[n]["fn"].support
+                for n in values
+                if trace[n]["type"] == "sample"
+            }
         )
         if run.mode == "init":
             _check_guide_draw(trace)

@@ -31,10 +31,19 @@ import numpy as np
 import optax
 from numpyro.distributions import Delta, constraints
 from numpyro.distributions.transforms import biject_to
+from numpyro.infer.autoguide import AutoDelta
+from numpyro.infer.autoguide import AutoGuide as NumPyroAutoGuide
 from numpyro.optim import _NumPyroOptim
 
 from ppl.core import handlers
-from ppl.core.checks import check_count, did_you_mean, explain_tracer_errors, unwrapped
+from ppl.core.checks import (
+    check_count,
+    did_you_mean,
+    explain_tracer_errors,
+    outside,
+    unwrapped,
+)
+from ppl.core.model import improper_values
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.algorithm import keep_where
@@ -60,6 +69,8 @@ def _point_masses(spec, guide):
         return "every latent site"
     if isinstance(spec, guides.AutoGuide):
         return ""
+    if isinstance(spec, NumPyroAutoGuide):  # (stateful: not run outside its fit)
+        return "every latent site" if isinstance(spec, AutoDelta) else ""
     trace = handlers.trace(handlers.seed(guide, 0)).get_trace()
     sites = [
         n
@@ -411,10 +422,16 @@ class SVI(Method):
         fitted = _fitted_params(self.init_params)
         if fitted is None:  # a dict of constrained values: to the unconstrained scale
             found = _param_constraints(programs, params)
-            fitted = {
-                k: biject_to(found.get(k, constraints.real)).inv(jnp.asarray(v, jnp.float32))
-                for k, v in self.init_params.items()
-            }
+            fitted = {}
+            for k, v in self.init_params.items():
+                constraint = found.get(k, constraints.real)
+                bad = outside(constraint, v)
+                if bad is not None and bad.any():
+                    raise OptionError(
+                        f"SVI: init_params['{k}'] = {v!r} lies outside the param's constraint "
+                        f"{constraint!r}; give a value inside it"
+                    )
+                fitted[k] = biject_to(constraint).inv(jnp.asarray(v, jnp.float32))
         for name, value in fitted.items():
             if name not in params:
                 raise OptionError(
@@ -638,7 +655,8 @@ def _param_constraints(programs, params):
     first = jax.tree.map(lambda p: jnp.asarray(p[0]), params)  # (a traced index may index it)
     for program in programs:
         seeded = handlers.seed(_with_params(program, first, record), rng_seed=0)
-        jax.eval_shape(lambda s=seeded: (s(), 0)[1])  # records the constraints, computes nothing
+        runnable = handlers.substitute(seeded, substitute_fn=improper_values(0.0))
+        jax.eval_shape(lambda s=runnable: (s(), 0)[1])  # records the constraints, computes nothing
     return found
 
 
@@ -648,8 +666,8 @@ def _constrained_params(programs, params):
     found = _param_constraints(programs, params)
     out = {}
     for name, value in params.items():
-        transform = biject_to(found.get(name, constraints.real))
-        out[name] = np.asarray(jax.vmap(transform)(jnp.asarray(value)))
+        transform = jax.vmap(biject_to(found.get(name, constraints.real)))
+        out[name] = jax.tree.map(lambda v, t=transform: np.asarray(t(jnp.asarray(v))), value)
     return out
 
 
