@@ -43,7 +43,7 @@ from ppl.core.checks import (
     outside,
     unwrapped,
 )
-from ppl.core.model import improper_values
+from ppl.core.model import abstract_call, improper_values
 from ppl.core.primitives import ESTIMATORS
 from ppl.errors import InferenceError, OptionError, warn
 from ppl.infer.algorithm import keep_where
@@ -71,7 +71,7 @@ def _point_masses(spec, guide):
         return ""
     if isinstance(spec, NumPyroAutoGuide):  # (stateful: not run outside its fit)
         return "every latent site" if isinstance(spec, AutoDelta) else ""
-    trace = handlers.trace(handlers.seed(guide, 0)).get_trace()
+    trace = abstract_call(lambda: handlers.trace(handlers.seed(guide, 0)).get_trace())
     sites = [
         n
         for n, s in trace.items()
