@@ -529,3 +529,29 @@ def test_init_values_keep_method_objects_hashable():
     a, b = NUTS(init={"mu": 1.0, "s": [1, 2]}), NUTS(init={"s": np.array([1, 2]), "mu": 1})
     assert a == b and hash(a) == hash(b) and a != NUTS(init={"mu": 2.0, "s": [1, 2]})
     assert repr(a.init) == "{'mu': 1.0, 's': (1.0, 2.0)}"
+
+
+def test_a_latent_value_set_by_a_handler_is_said_to_be_ignored():
+    """handlers.substitute on a latent site does not fix it for a sampler (NumPyro ignores
+    it too, with a warning): say so, and point to condition. Conditioned sites are not
+    flagged (nor scan sites, which come with their values: tests/test_particle_filter)."""
+
+    @ppl.model
+    def two(y=None):
+        m = ppl.sample("m", dist.Normal(0.0, 1.0))
+        s = ppl.sample("s", dist.HalfNormal(1.0))
+        ppl.sample("y", dist.Normal(m, s), obs=y)
+
+    substituted = ppl.handlers.substitute(two(1.0), data={"m": 0.5})
+    with pytest.warns(ppl.SamplingWarning, match=r"latent site\(s\) \['m'\] .* set by a handler"):
+        ppl.infer(substituted, num_samples=10, num_warmup=10, num_chains=1, progress=False)
+    with warnings.catch_warnings(record=True) as found:
+        warnings.simplefilter("always")
+        ppl.infer(
+            ppl.handlers.condition(two(1.0), data={"m": 0.5}),
+            num_samples=10,
+            num_warmup=10,
+            num_chains=1,
+            progress=False,
+        )
+    assert not [w for w in found if "set by a handler" in str(w.message)]

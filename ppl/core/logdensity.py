@@ -34,7 +34,7 @@ from ppl.core.checks import (
     outside,
     traced,
 )
-from ppl.core.model import abstract_call, improper_values
+from ppl.core.model import FIXED_BY_HANDLER, abstract_call, improper_values
 from ppl.errors import InferenceError, ModelError, OptionError, warn
 
 __all__ = ["LogDensity", "Site", "INIT_STRATEGIES", "InitValues", "as_init"]
@@ -113,6 +113,8 @@ class Site:
     support_values: tuple | None = field(default=None, compare=False, hash=False, repr=False)
     #: The site's `infer={"enumerate": ...}` request (NumPyro's), which ppl does not honour.
     enumerate: str | None = field(default=None, compare=False, hash=False, repr=False)
+    #: Whether a handler inside the model set its value (which samplers override).
+    fixed_by_handler: bool = field(default=False, compare=False, hash=False, repr=False)
 
     @property
     def size(self):
@@ -241,6 +243,7 @@ class LogDensity:
                 name, value.shape, tuple(ushape), offset, discrete,
                 distribution_name(s["fn"]), str(value.dtype), support, _support_values(s["fn"]),
                 (s.get("infer") or {}).get("enumerate"),
+                bool((s.get("infer") or {}).get(FIXED_BY_HANDLER)),
             )  # fmt: skip
             sites.append(site)
             offset += site.size
@@ -556,6 +559,14 @@ class LogDensity:
                 f"{method}: {self.model.name} has ppl.param {list(self.params)}, which "
                 f"{method} holds at their initial values (only VI fits params); to infer "
                 "them, give them a prior with ppl.sample"
+            )
+        fixed = [s.name for s in self._layout[0] if s.fixed_by_handler]
+        if fixed:
+            warn(
+                f"{method}: latent site(s) {fixed} of {self.model.name} have a value set by a "
+                f"handler (e.g. handlers.substitute), which {method} ignores: it samples "
+                "every latent site. To fix a site's value, use handlers.condition (or "
+                "BoundModel.condition)"
             )
 
     def require_global_sites(self, owner, advice):

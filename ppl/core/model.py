@@ -84,9 +84,14 @@ def improper_values(radius):
     return substitute_fn
 
 
+#: The mark `BoundModel.trace` leaves in a latent site's `infer` when a handler inside the
+#: model (handlers.substitute) had already set its value.
+FIXED_BY_HANDLER = "ppl_fixed_by_handler"
+
+
 class _unique_names(Messenger):
     """Refuse a second sample/deterministic site of the same name, or one named like a
-    plate, naming the model."""
+    plate, naming the model; mark latent sites whose value a handler set."""
 
     def __init__(self, fn, model_name):
         self.model_name = model_name
@@ -105,6 +110,14 @@ class _unique_names(Messenger):
             )
         if msg["type"] == "plate":
             return
+        if (
+            msg["type"] == "sample"
+            and not msg["is_observed"]
+            and msg["value"] is not None
+            and not is_improper(msg["fn"])
+            and not msg.get("_control_flow_done")  # (a scan's sites come with their values)
+        ):  # a latent value set by a handler inside (handlers.substitute): inference ignores it
+            msg["infer"] = {**(msg.get("infer") or {}), FIXED_BY_HANDLER: True}
         if msg["name"] in self.seen:
             raise ModelError(
                 f"{self.model_name}: two sites are named '{msg['name']}'; give every "
