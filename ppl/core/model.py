@@ -89,7 +89,7 @@ def improper_values(radius):
 FIXED_BY_HANDLER = "ppl_fixed_by_handler"
 
 
-class _unique_names(Messenger):
+class _checked_sites(Messenger):
     """Refuse a second sample/deterministic site of the same name, or one named like a
     plate, naming the model; mark latent sites whose value a handler set."""
 
@@ -262,7 +262,7 @@ class BoundModel:
         """
         seeded = handlers.seed(self, rng_seed=as_key(seed))
         model = handlers.substitute(seeded, substitute_fn=improper_values(0.0))
-        return handlers.trace(_unique_names(model, self.name)).get_trace()
+        return handlers.trace(_checked_sites(model, self.name)).get_trace()
 
     def prior(self, num_samples=1, seed=0):
         """Draws of every site from the prior, each with a leading axis of `num_samples`.

@@ -20,7 +20,7 @@ from scipy.fft import next_fast_len
 from ppl.errors import OptionError
 
 __all__ = [
-    "ess", "ess_mean", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
+    "ess", "ess_mean", "ess_means", "ess_bulk", "ess_tail", "r_hat", "rank_diagnostics",
     "unranked_diagnostics", "Summary", "summarize", "component_labels", "nonfinite_counts",
 ]  # fmt: skip
 
@@ -326,9 +326,18 @@ def ess(x):
     return _scalar(_ess, x)
 
 
+def _split_ess(x):
+    return _ess(_split(x))
+
+
 def ess_mean(x):
     """Split-chain ESS of the draws themselves: the one that sets the MC error of the mean."""
-    return _scalar(lambda v: _ess(_split(v)), x)
+    return _scalar(_split_ess, x)
+
+
+def ess_means(x):
+    """`ess_mean` of every component of draws (..., chains, draws) at once: shape (...)."""
+    return _batch(_split_ess, x)
 
 
 def ess_bulk(x):

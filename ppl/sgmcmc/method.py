@@ -32,7 +32,7 @@ from ppl.errors import InferenceError, OptionError
 from ppl.infer.driver import Phase, run
 from ppl.infer.method import Method, check_option
 from ppl.infer.posterior import Posterior
-from ppl.infer.summary import component_labels, ess_mean
+from ppl.infer.summary import component_labels, ess_means
 from ppl.mcmc.diagnostics import check_convergence, warn
 from ppl.mcmc.method import constrained_values, start_chains
 from ppl.sgmcmc.minibatch import Target, check_data_parallel, estimate, find_center, minibatches
@@ -137,10 +137,8 @@ def _stein_ratios(target, zs, key, method):
     z = zs[:, keep].reshape(-1, size)
     terms = np.asarray(_stein_terms(target, jnp.asarray(z), key, method), np.float64)
     # the standard error from the terms' effective sample size (draws are correlated)
-    per_chain = np.moveaxis(terms.reshape(chains, keep.size, size), -1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ess = np.array([ess_mean(c) if keep.size >= 4 else np.nan for c in per_chain])
-        ess = np.where(np.isfinite(ess) & (ess > 0), ess, terms.shape[0])
+    ess = ess_means(np.moveaxis(terms.reshape(chains, keep.size, size), -1, 0))
+    ess = np.where(np.isfinite(ess) & (ess > 0), ess, terms.shape[0])
     return terms.mean(axis=0), terms.std(axis=0) / np.sqrt(ess)
 
 

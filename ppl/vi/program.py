@@ -214,7 +214,7 @@ def _working_estimators(fn):
     if fn.support.is_discrete and fn.has_enumerate_support:
         out.append("enum")
     out.append("reinforce")
-    if isinstance(_base(fn), _MVD_TYPES):
+    if isinstance(unwrapped(fn), _MVD_TYPES):
         out.append("mvd")
     return out
 
@@ -245,10 +245,10 @@ def _estimator(run, msg):
             f"finite support; {type(fn).__name__} has none. Estimators that work for it: "
             + ", ".join(repr(e) for e in _working_estimators(fn))
         )
-    if chosen == "mvd" and not isinstance(_base(fn), _MVD_TYPES):
+    if chosen == "mvd" and not isinstance(unwrapped(fn), _MVD_TYPES):
         raise OptionError(
             f"site '{msg['name']}': estimator='mvd' supports Bernoulli, Categorical and "
-            f"Normal sites (not transformed ones); got {type(_base(fn)).__name__}. "
+            f"Normal sites (not transformed ones); got {type(unwrapped(fn)).__name__}. "
             "Estimators that work for it: " + ", ".join(repr(e) for e in _working_estimators(fn))
         )
     return chosen
@@ -371,7 +371,7 @@ class _Sample(Messenger):
                     "particles of an objective, not in nested ones"
                 )
             with jax.ensure_compile_time_eval():  # a constant: the values, not the shape
-                support = np.asarray(_base(fn).enumerate_support(expand=False)).reshape(-1)
+                support = np.asarray(unwrapped(fn).enumerate_support(expand=False)).reshape(-1)
             p.enum_sites.setdefault(name, (np.unique(support), jnp.shape(msg["value"])))
         if kind == "mvd":
             if not p.top:
@@ -675,16 +675,13 @@ def _assignments(enum_sites, num_particles):
 # ----- measure-valued derivatives ---------------------------------------------------
 
 
-_base = unwrapped  # (mvd draws values of the distribution inside the wrappers)
-
-
 _MVD_TYPES = (BernoulliProbs, BernoulliLogits, CategoricalProbs, CategoricalLogits, Normal)
 
 
 def _mvd_parts(fn, value, key):
     """For each differentiable parameter θ of `fn` (broadcast to the value's shape):
     (θ, constant c, list of (sign, replacement values for every element))."""
-    base = _base(fn)
+    base = unwrapped(fn)
     shape = jnp.shape(value)
     b = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
     if isinstance(base, (BernoulliProbs, BernoulliLogits)):
